@@ -1,0 +1,1 @@
+"""Protocol sources: each turns one device protocol into normalized events (no Home Assistant imports)."""
