@@ -78,13 +78,16 @@ class ChannelDefined:
 
     ``label`` is the device's own name for the channel; ``translation_key`` is used instead where a
     source knows the channel's meaning (fixed channels). ``options`` lists the values of an enum.
+    ``keeps_available`` marks the control that (re)connects a device's hardware: it must stay usable
+    while the device reports itself disconnected. ``diagnostic`` marks channels about the link or the
+    device's health rather than its measurements.
     """
 
     device_key: str
     channel_key: str
     kind: ChannelKind
     writable: bool
-    label: str
+    label: str | None
     group: str | None = None
     unit: str | None = None
     device_class_hint: str | None = None
@@ -95,6 +98,8 @@ class ChannelDefined:
     options: tuple[str, ...] = ()
     translation_key: str | None = None
     value: object = None
+    keeps_available: bool = False
+    diagnostic: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,5 +152,13 @@ type Event = (
     | Message
 )
 
-LIFECYCLE_EVENTS = (LinkUp, LinkDown, DeviceFound, DeviceLost, DeviceConnection, ChannelDefined, ChannelRemoved)
+LIFECYCLE_EVENTS = (
+    LinkUp,
+    LinkDown,
+    DeviceFound,
+    DeviceLost,
+    DeviceConnection,
+    ChannelDefined,
+    ChannelRemoved,
+)
 """Events that change what exists; the collector never drops or coalesces these."""

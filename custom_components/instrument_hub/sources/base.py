@@ -86,9 +86,11 @@ class Source(ABC):
         """Stop every task and close every connection; pending commands fail with NotConnected."""
 
     @abstractmethod
-    async def async_write(self, device_key: str, channel_key: str, value: object) -> CommandResult:
+    async def async_write(
+        self, device_key: str, channel_key: str, value: object
+    ) -> CommandResult:
         """Write one channel and return once the device confirmed it (or raise a SourceError)."""
 
     @abstractmethod
     def diagnostics(self) -> dict[str, Any]:
-        """Connection state and counters for the diagnostics download (no secrets, no raw payloads)."""
+        """Return connection state and counters for the diagnostics download (no secrets, no raw payloads)."""

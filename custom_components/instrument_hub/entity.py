@@ -1,0 +1,112 @@
+"""The base entity of every channel, and the one way platforms add channel entities."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from homeassistant.const import EntityCategory, Platform
+from homeassistant.core import callback
+from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
+from homeassistant.helpers.entity import Entity
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .const import DOMAIN
+from .events import ChannelDefined
+from .hub import ChannelState, Hub, InstrumentHubConfigEntry
+
+type EntityFactory = Callable[[Hub, str, str], Entity]
+
+
+@callback
+def async_setup_channel_platform(
+    entry: InstrumentHubConfigEntry,
+    platform: Platform,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+    factory: EntityFactory,
+) -> None:
+    """Add an entity for every channel of ``platform``: those known now and those defined later."""
+    hub = entry.runtime_data
+
+    @callback
+    def add(channels: Iterable[tuple[str, str]]) -> None:
+        async_add_entities(
+            [
+                factory(hub, device_key, channel_key)
+                for device_key, channel_key in channels
+            ]
+        )
+
+    # No await between reading the model and subscribing: no channel can slip in between.
+    add(list(hub.channels_for_platform(platform)))
+
+    @callback
+    def add_new(device_key: str, channel_key: str) -> None:
+        add([(device_key, channel_key)])
+
+    entry.async_on_unload(
+        async_dispatcher_connect(hub.hass, hub.signal_new_channel(platform), add_new)
+    )
+
+
+class InstrumentHubEntity(Entity):
+    """One channel of one device, updated by the hub's push notifications."""
+
+    _attr_has_entity_name = True
+    _attr_should_poll = False
+
+    def __init__(self, hub: Hub, device_key: str, channel_key: str) -> None:
+        """Bind the entity to its channel; its unique id never changes."""
+        self.hub = hub
+        self.device_key = device_key
+        self.channel_key = channel_key
+        self._attr_unique_id = hub.entity_unique_id(device_key, channel_key)
+        self._attr_device_info = DeviceInfo(
+            identifiers={(DOMAIN, hub.device_identifier(device_key))}
+        )
+        channel = self.channel
+        definition = channel.definition
+        if definition.translation_key:
+            self._attr_translation_key = definition.translation_key
+        if definition.diagnostic:
+            self._attr_entity_category = EntityCategory.DIAGNOSTIC
+        self._apply_channel(channel)
+
+    @property
+    def channel(self) -> ChannelState:
+        """The hub's state of this entity's channel."""
+        return self.hub.channel(self.device_key, self.channel_key)
+
+    @property
+    def available(self) -> bool:
+        """Available while the link is up, the device present and connected, and the channel defined."""
+        return self.hub.is_available(self.device_key, self.channel_key)
+
+    async def async_added_to_hass(self) -> None:
+        """Start receiving the hub's notifications for this channel."""
+        await super().async_added_to_hass()
+        self.async_on_remove(
+            self.hub.async_subscribe(
+                self.device_key, self.channel_key, self._handle_channel_update
+            )
+        )
+
+    @callback
+    def _handle_channel_update(self) -> None:
+        self._apply_channel(self.channel)
+        self.async_write_ha_state()
+
+    def _apply_channel(self, channel: ChannelState) -> None:
+        """Copy the channel's definition and value into the entity's attributes."""
+        definition = channel.definition
+        if definition.label:
+            # The device's own label; fixed channels (label None) are named by their translation key.
+            self._attr_name = definition.label
+        self._apply_definition(definition)
+        self._apply_value(channel)
+
+    def _apply_definition(self, definition: ChannelDefined) -> None:
+        """Copy what a (re-)definition may change: range, options, unit."""
+
+    def _apply_value(self, channel: ChannelState) -> None:
+        """Copy the channel's current value."""

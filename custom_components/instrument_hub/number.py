@@ -1,0 +1,61 @@
+"""Numbers: writable numeric channels; a new value is confirmed by the device before it shows."""
+
+from __future__ import annotations
+
+from homeassistant.components.number import NumberDeviceClass, NumberEntity, NumberMode
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .entity import InstrumentHubEntity, async_setup_channel_platform
+from .events import ChannelDefined
+from .hub import ChannelState, InstrumentHubConfigEntry
+
+PARALLEL_UPDATES = 1
+# A channel without a declared range still needs bounds in Home Assistant: wide ones, in a box.
+UNBOUNDED = 1e15
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: InstrumentHubConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add numbers for writable numeric channels."""
+    async_setup_channel_platform(
+        entry, Platform.NUMBER, async_add_entities, InstrumentNumber
+    )
+
+
+class InstrumentNumber(InstrumentHubEntity, NumberEntity):
+    """A setting of a device (a target, an exposure time)."""
+
+    def _apply_definition(self, definition: ChannelDefined) -> None:
+        ranged = definition.minimum is not None and definition.maximum is not None
+        self._attr_native_min_value = (
+            definition.minimum if definition.minimum is not None else -UNBOUNDED
+        )
+        self._attr_native_max_value = (
+            definition.maximum if definition.maximum is not None else UNBOUNDED
+        )
+        self._attr_mode = NumberMode.AUTO if ranged else NumberMode.BOX
+        if definition.step is not None:
+            self._attr_native_step = definition.step
+        elif definition.precision is not None:
+            self._attr_native_step = 10.0**-definition.precision
+        self._attr_native_unit_of_measurement = definition.unit
+        try:
+            hint = definition.device_class_hint
+            self._attr_device_class = NumberDeviceClass(hint) if hint else None
+        except ValueError:
+            self._attr_device_class = None
+
+    def _apply_value(self, channel: ChannelState) -> None:
+        value = channel.value
+        self._attr_native_value = (
+            float(value) if isinstance(value, int | float) else None
+        )
+
+    async def async_set_native_value(self, value: float) -> None:
+        """Send the value; the state changes when the device confirms it."""
+        await self.hub.async_write(self.device_key, self.channel_key, value)

@@ -1,0 +1,42 @@
+"""Selects: writable one-of-many channels, confirmed by the device."""
+
+from __future__ import annotations
+
+from homeassistant.components.select import SelectEntity
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .entity import InstrumentHubEntity, async_setup_channel_platform
+from .events import ChannelDefined
+from .hub import ChannelState, InstrumentHubConfigEntry
+
+PARALLEL_UPDATES = 1
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: InstrumentHubConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add selects for writable enum channels."""
+    async_setup_channel_platform(
+        entry, Platform.SELECT, async_add_entities, InstrumentSelect
+    )
+
+
+class InstrumentSelect(InstrumentHubEntity, SelectEntity):
+    """A choice among a device's options (a mode, a filter)."""
+
+    def _apply_definition(self, definition: ChannelDefined) -> None:
+        self._attr_options = list(definition.options)
+
+    def _apply_value(self, channel: ChannelState) -> None:
+        value = channel.value
+        self._attr_current_option = (
+            value if isinstance(value, str) and value in self._attr_options else None
+        )
+
+    async def async_select_option(self, option: str) -> None:
+        """Choose an option; the state changes when the device confirms it."""
+        await self.hub.async_write(self.device_key, self.channel_key, option)

@@ -1,0 +1,90 @@
+"""Sensors: read-only numeric, enum and text channels."""
+
+from __future__ import annotations
+
+from homeassistant.components.sensor import (
+    SensorDeviceClass,
+    SensorEntity,
+    SensorStateClass,
+)
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .entity import InstrumentHubEntity, async_setup_channel_platform
+from .events import ChannelDefined, ChannelKind
+from .hub import ChannelState, Hub, InstrumentHubConfigEntry
+
+PARALLEL_UPDATES = 0
+MAX_STATE_LENGTH = 255
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: InstrumentHubConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add sensors for read-only numeric, enum and text channels."""
+    async_setup_channel_platform(entry, Platform.SENSOR, async_add_entities, _create)
+
+
+def _create(hub: Hub, device_key: str, channel_key: str) -> SensorEntity:
+    kind = hub.channel(device_key, channel_key).definition.kind
+    if kind is ChannelKind.NUMERIC:
+        return InstrumentNumericSensor(hub, device_key, channel_key)
+    if kind is ChannelKind.ENUM:
+        return InstrumentEnumSensor(hub, device_key, channel_key)
+    return InstrumentTextSensor(hub, device_key, channel_key)
+
+
+def sensor_device_class(hint: str | None) -> SensorDeviceClass | None:
+    """Return the sensor device class a source hinted at, if Home Assistant knows it."""
+    try:
+        return SensorDeviceClass(hint) if hint else None
+    except ValueError:
+        return None
+
+
+class InstrumentNumericSensor(InstrumentHubEntity, SensorEntity):
+    """A measurement pushed by a device."""
+
+    _attr_state_class = SensorStateClass.MEASUREMENT
+
+    def _apply_definition(self, definition: ChannelDefined) -> None:
+        self._attr_device_class = sensor_device_class(definition.device_class_hint)
+        self._attr_native_unit_of_measurement = definition.unit
+        self._attr_suggested_display_precision = definition.precision
+
+    def _apply_value(self, channel: ChannelState) -> None:
+        value = channel.value
+        self._attr_native_value = (
+            float(value) if isinstance(value, int | float) else None
+        )
+
+
+class InstrumentEnumSensor(InstrumentHubEntity, SensorEntity):
+    """A read-only state from a fixed list (an INDI light, a read-only selection)."""
+
+    _attr_device_class = SensorDeviceClass.ENUM
+
+    def _apply_definition(self, definition: ChannelDefined) -> None:
+        self._attr_options = list(definition.options)
+
+    def _apply_value(self, channel: ChannelState) -> None:
+        value = channel.value
+        # A value outside the declared options would be rejected by Home Assistant: show unknown.
+        self._attr_native_value = (
+            value
+            if isinstance(value, str) and value in (self._attr_options or ())
+            else None
+        )
+
+
+class InstrumentTextSensor(InstrumentHubEntity, SensorEntity):
+    """A read-only text."""
+
+    def _apply_value(self, channel: ChannelState) -> None:
+        value = channel.value
+        self._attr_native_value = (
+            None if value is None else str(value)[:MAX_STATE_LENGTH]
+        )

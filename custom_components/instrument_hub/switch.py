@@ -1,0 +1,41 @@
+"""Switches: writable on/off channels, confirmed by the device."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.components.switch import SwitchEntity
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .entity import InstrumentHubEntity, async_setup_channel_platform
+from .hub import ChannelState, InstrumentHubConfigEntry
+
+PARALLEL_UPDATES = 1
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: InstrumentHubConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add switches for writable boolean channels."""
+    async_setup_channel_platform(
+        entry, Platform.SWITCH, async_add_entities, InstrumentSwitch
+    )
+
+
+class InstrumentSwitch(InstrumentHubEntity, SwitchEntity):
+    """An on/off control of a device."""
+
+    def _apply_value(self, channel: ChannelState) -> None:
+        self._attr_is_on = None if channel.value is None else bool(channel.value)
+
+    async def async_turn_on(self, **kwargs: Any) -> None:
+        """Turn on; the state changes when the device confirms it."""
+        await self.hub.async_write(self.device_key, self.channel_key, True)
+
+    async def async_turn_off(self, **kwargs: Any) -> None:
+        """Turn off; the state changes when the device confirms it."""
+        await self.hub.async_write(self.device_key, self.channel_key, False)

@@ -1,0 +1,41 @@
+"""Texts: writable text channels, confirmed by the device."""
+
+from __future__ import annotations
+
+from homeassistant.components.text import TextEntity
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .entity import InstrumentHubEntity, async_setup_channel_platform
+from .hub import ChannelState, InstrumentHubConfigEntry
+
+PARALLEL_UPDATES = 1
+MAX_STATE_LENGTH = 255
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: InstrumentHubConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add texts for writable text channels."""
+    async_setup_channel_platform(
+        entry, Platform.TEXT, async_add_entities, InstrumentText
+    )
+
+
+class InstrumentText(InstrumentHubEntity, TextEntity):
+    """A text setting of a device (an object name, a note)."""
+
+    _attr_native_max = MAX_STATE_LENGTH
+
+    def _apply_value(self, channel: ChannelState) -> None:
+        value = channel.value
+        self._attr_native_value = (
+            None if value is None else str(value)[:MAX_STATE_LENGTH]
+        )
+
+    async def async_set_value(self, value: str) -> None:
+        """Send the text; the state changes when the device confirms it."""
+        await self.hub.async_write(self.device_key, self.channel_key, value)

@@ -1,0 +1,702 @@
+"""Tests of the INDI wire protocol: numbers, stream splitting, element parsing, builders."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+import random
+import zlib
+
+from defusedxml.ElementTree import fromstring
+import pytest
+
+from custom_components.instrument_hub.sources.indi.protocol import (
+    BlobTooLarge,
+    DefMember,
+    DefVector,
+    DelProperty,
+    ElementSplitter,
+    ProtocolError,
+    ServerMessage,
+    SetMember,
+    SetVector,
+    VectorKind,
+    decode_blob,
+    display_precision,
+    enable_blob,
+    format_number,
+    get_properties,
+    member_text,
+    new_vector,
+    parse_element,
+    parse_number,
+    parse_timestamp,
+)
+
+from .conftest import CAPTURES, server_lines
+
+THERMO = server_lines("capture_thermo.txt")
+EXTRAS = server_lines("capture_extras.txt")
+ALL_SERVER_LINES = THERMO + EXTRAS
+
+
+def split_all(
+    splitter: ElementSplitter, data: bytes, chunk_sizes: list[int]
+) -> list[bytes]:
+    """Feed ``data`` in chunks of the given sizes (cycled) and collect the elements."""
+    elements: list[bytes] = []
+    pos = 0
+    index = 0
+    while pos < len(data):
+        size = chunk_sizes[index % len(chunk_sizes)]
+        elements += splitter.feed(data[pos : pos + size])
+        pos += size
+        index += 1
+    return elements
+
+
+# --------------------------------------------------------------------------------------------------
+# Numbers
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("18:30:00", 18.5),
+        ("-10 30.3", -10.505),
+        ("12;30", 12.5),
+        ("-10:30:18", -10.505),
+        ("-10.505", -10.505),
+        ("3.7625", 3.7625),
+        ("  19.60 ", 19.6),
+        ("12:", 12.0),
+        ("-0:30", -0.5),
+        ("1e-05", 1e-05),
+        ("", None),
+        ("   ", None),
+        ("abc", None),
+        ("12:xx", None),
+        ("1:2:3:4", None),
+        ("nan", None),
+        ("inf", None),
+        (None, None),
+    ],
+)
+def test_parse_number(text: str | None, expected: float | None) -> None:
+    """Decimal and sexagesimal numbers parse; empty or invalid text is None, never 0.0."""
+    result = parse_number(text)
+    if expected is None:
+        assert result is None
+    else:
+        assert result == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "expected"),
+    [
+        ("%3.1f", 1),
+        ("%.2f", 2),
+        ("%.2e", 2),
+        ("%f", 6),
+        ("%5.2lf", 2),
+        ("%d", 0),
+        ("%g", None),
+        ("%.3g", None),
+        ("%010.6m", None),
+        ("%9.6m", None),
+        ("", None),
+        (None, None),
+        ("no format", None),
+    ],
+)
+def test_display_precision(fmt: str | None, expected: int | None) -> None:
+    """Decimals come from f/e formats; %g and sexagesimal %m say nothing."""
+    assert display_precision(fmt) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (18.5, "18.5"),
+        (19.25, "19.25"),
+        (20.0, "20"),
+        (100.0, "100"),
+        (-3.75, "-3.75"),
+        (1e-05, "0.00001"),
+        (1e20, "100000000000000000000"),
+        (-0.0, "0"),
+        (5, "5"),
+    ],
+)
+def test_format_number(value: float, expected: str) -> None:
+    """Numbers go out as plain decimals, not via the device's display format."""
+    assert format_number(value) == expected
+
+
+def test_format_number_round_trips() -> None:
+    """Whatever the value, the text parses back to exactly the same float."""
+    rng = random.Random(7)
+    values = [rng.uniform(-1e6, 1e6) for _ in range(500)] + [
+        rng.random() * 1e-9 for _ in range(100)
+    ]
+    for value in values:
+        text = format_number(value)
+        assert "e" not in text.lower()
+        assert float(text) == value
+
+
+def test_format_number_rejects_non_finite() -> None:
+    """nan/inf have no INDI spelling."""
+    with pytest.raises(ValueError):
+        format_number(float("nan"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Splitter
+
+
+def test_splitter_byte_by_byte_returns_every_captured_element() -> None:
+    """Fed one byte at a time, the captured stream yields exactly the captured elements."""
+    expected = [line.encode() for line in ALL_SERVER_LINES]
+    splitter = ElementSplitter()
+    elements = split_all(splitter, b"".join(expected), [1])
+    assert elements == expected
+    assert splitter.elements == len(expected)
+    assert splitter.dropped == 0
+    assert splitter.skipped_bytes == 0
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_splitter_random_chunks(seed: int) -> None:
+    """Random chunk sizes (and newlines between elements) never change the result."""
+    rng = random.Random(seed)
+    expected = [line.encode() for line in ALL_SERVER_LINES]
+    stream = b"\n".join(expected)
+    splitter = ElementSplitter()
+    elements = split_all(splitter, stream, [rng.randint(1, 97) for _ in range(50)])
+    assert elements == expected
+    assert splitter.skipped_bytes == len(expected) - 1  # the newlines
+
+
+def test_splitter_greater_than_inside_quoted_attribute() -> None:
+    """A '>' or '/>' inside a quoted value does not end the start tag."""
+    first = b"<message device=\"a>b\" message='x/>y' />"
+    second = b'<setTextVector device="d" name="n" message="1 > 0"><oneText name="t">v</oneText></setTextVector>'
+    splitter = ElementSplitter()
+    assert split_all(splitter, first + second, [3]) == [first, second]
+    message = parse_element(first)
+    assert message == ServerMessage(device="a>b", timestamp=None, message="x/>y")
+
+
+def test_splitter_skips_garbage_and_counts_it() -> None:
+    """Whitespace, text, declarations and stray close tags between elements are skipped."""
+    good = [line.encode() for line in THERMO[:3]]
+    garbage = [
+        b'<?xml version="1.0"?>\n',
+        b"garbage text ",
+        b"</stray>",
+        b"<!-- note -->",
+        b"\r\n  ",
+    ]
+    stream = b"".join(g + e for g, e in zip(garbage, [*good, b"", b""], strict=True))
+    splitter = ElementSplitter()
+    assert split_all(splitter, stream, [5]) == good
+    assert splitter.skipped_bytes == sum(len(g) for g in garbage)
+    assert splitter.dropped == 0
+
+
+def test_splitter_truncated_element_followed_by_good_one() -> None:
+    """A known start tag before the close tag proves truncation: drop, count, keep the next one."""
+    truncated = b'<setNumberVector device="Thermostat" name="temperaturevector"><oneNumber name="temp'
+    good = THERMO[4].encode()
+    drops: list[tuple[str, bytes]] = []
+    splitter = ElementSplitter(
+        on_drop=lambda reason, excerpt: drops.append((reason, excerpt))
+    )
+    assert split_all(splitter, truncated + good + good, [7]) == [good, good]
+    assert splitter.truncated == 1
+    assert splitter.dropped_bytes == len(truncated)
+    assert drops == [("truncated", truncated[:80])]
+
+
+def test_splitter_truncated_inside_start_tag() -> None:
+    """A '<' inside a start tag (even inside quotes) means the tag was cut off."""
+    truncated = b'<defNumberVector device="Ther'
+    good = THERMO[0].encode()
+    splitter = ElementSplitter()
+    assert split_all(splitter, truncated + good, [1]) == [good]
+    assert splitter.truncated == 1
+
+
+def test_splitter_returns_unknown_top_level_elements() -> None:
+    """Unknown elements are returned (the parser ignores them) and never swallow the next one."""
+    unknown = b'<newExtension a="1"><inner/>text</newExtension>'
+    good = THERMO[0].encode()
+    splitter = ElementSplitter()
+    elements = split_all(splitter, unknown + good, [2])
+    assert elements == [unknown, good]
+    assert parse_element(unknown) is None
+
+
+def test_splitter_close_tag_with_whitespace_and_self_closing() -> None:
+    """``</name >`` closes; ``<name .../>`` is complete by itself, even split at the '/'."""
+    spaced = b'<delProperty device="d" name="n"></delProperty \n>'
+    self_closing = b'<message device="d" message="hi"/>'
+    splitter = ElementSplitter()
+    stream = spaced + self_closing
+    elements = split_all(splitter, stream, [len(spaced) + len(self_closing) - 2, 1, 1])
+    assert elements == [spaced, self_closing]
+
+
+def test_splitter_same_name_close_tag_only() -> None:
+    """Inner close tags of other names do not end the element."""
+    element = b'<setSwitchVector device="d" name="n"><oneSwitch name="a">On</oneSwitch></setSwitchVector>'
+    assert ElementSplitter().feed(element) == [element]
+
+
+def test_splitter_drops_oversized_element_and_recovers() -> None:
+    """An element larger than the cap is dropped (counted) and the next element still arrives."""
+    big = (
+        b'<setBLOBVector device="d" name="b"><oneBLOB name="x" size="9" format=".bin">'
+        + b"A" * 5000
+    )
+    big += b"</oneBLOB></setBLOBVector>"
+    good = THERMO[4].encode()
+    drops: list[str] = []
+    splitter = ElementSplitter(
+        max_element_bytes=1000, on_drop=lambda reason, _excerpt: drops.append(reason)
+    )
+    peak = 0
+    elements: list[bytes] = []
+    for start in range(0, len(big + good), 300):
+        elements += splitter.feed((big + good)[start : start + 300])
+        peak = max(peak, splitter.buffered_bytes)
+    assert elements == [good]
+    assert splitter.oversized == 1
+    assert drops == ["oversized"]
+    assert peak <= 1000 + 300  # the discarded element is not kept while it streams in
+
+
+def test_splitter_drops_oversized_element_arriving_at_once() -> None:
+    """The cap also holds when the whole oversized element is in one chunk."""
+    big = b'<message message="' + b"x" * 2000 + b'"/>'
+    good = b'<message message="ok"/>'
+    splitter = ElementSplitter(max_element_bytes=1000)
+    assert splitter.feed(big + good) == [good]
+    assert splitter.oversized == 1
+
+
+def test_splitter_large_blob_in_chunks_is_linear() -> None:
+    """A 5 MB BLOB in 64 KiB chunks completes and every byte is scanned about once."""
+    payload = base64.b64encode(random.Random(1).randbytes(3_750_000))
+    element = (
+        b'<setBLOBVector device="Cam" name="CCD1"><oneBLOB name="CCD1" size="3750000" format=".fits">'
+        + payload
+        + b"</oneBLOB></setBLOBVector>"
+    )
+    assert len(element) > 5_000_000
+    splitter = ElementSplitter()
+    elements = split_all(splitter, element + THERMO[4].encode(), [65536])
+    assert elements == [element, THERMO[4].encode()]
+    total = len(element) + len(THERMO[4])
+    # A rescan of the buffer per chunk would be ~77 x 5 MB / 2; linear scanning is ~1 x.
+    assert splitter.scanned_bytes <= 1.1 * total
+    assert splitter.buffered_bytes == 0
+
+
+def test_splitter_reset_forgets_the_unfinished_element() -> None:
+    """A new connection starts clean: the half element of the old one is gone, counters stay."""
+    splitter = ElementSplitter()
+    assert splitter.feed(b'<message device="d" message="never ends') == []
+    splitter.reset()
+    good = b'<message message="ok"/>'
+    assert splitter.feed(good) == [good]
+    assert splitter.elements == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Element parsing
+
+
+def ts(text: str) -> datetime:
+    """Return the aware UTC datetime of a zone-less capture timestamp."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+EXPECTED_ELEMENTS = {
+    THERMO[0]: DefVector(
+        kind=VectorKind.NUMBER,
+        device="Thermostat",
+        name="temperaturevector",
+        label="Temperature",
+        group="Values",
+        state="Ok",
+        perm="ro",
+        rule=None,
+        timeout=None,
+        timestamp=ts("2026-11-21T04:40:38.454175"),
+        message=None,
+        members=(
+            DefMember("temperature", "temperature", "19.60", "%3.1f", -50.0, 99.0, 0.0),
+        ),
+    ),
+    THERMO[2]: DefVector(
+        kind=VectorKind.BLOB,
+        device="Thermostat",
+        name="logsvector",
+        label="Logs",
+        group="Control",
+        state="Ok",
+        perm="ro",
+        rule=None,
+        timeout=None,
+        timestamp=ts("2026-11-21T04:40:38.454230"),
+        message=None,
+        members=(DefMember("templogs", "Temperature logs", ""),),
+    ),
+    THERMO[3]: DefVector(
+        kind=VectorKind.SWITCH,
+        device="Thermostat",
+        name="switchvector",
+        label="Logs Control",
+        group="Control",
+        state="Ok",
+        perm="rw",
+        rule="AtMostOne",
+        timeout=0.0,
+        timestamp=ts("2026-11-21T04:40:38.454248"),
+        message=None,
+        members=(DefMember("switchmember", "Logs", "Off"),),
+    ),
+    THERMO[8]: SetVector(
+        kind=VectorKind.NUMBER,
+        device="Thermostat",
+        name="targetvector",
+        state="Alert",
+        timeout=0.0,
+        timestamp=ts("2026-11-21T04:40:41.021568"),
+        message="Invalid target",
+        members=(SetMember("target", "18.50"),),
+    ),
+    THERMO[11]: ServerMessage(
+        device="Thermostat",
+        timestamp=ts("2026-11-21T04:40:41.022590"),
+        message="Log reporting is now On",
+    ),
+    EXTRAS[0]: DefVector(
+        kind=VectorKind.LIGHT,
+        device="Extras",
+        name="heaterlight",
+        label="Heater status",
+        group="Status",
+        state="Idle",
+        perm=None,
+        rule=None,
+        timeout=None,
+        timestamp=ts("2026-11-21T04:41:07.703620"),
+        message=None,
+        members=(DefMember("heater", "Heater", "Idle"),),
+    ),
+    EXTRAS[2]: DefVector(
+        kind=VectorKind.NUMBER,
+        device="Extras",
+        name="havector",
+        label="Hour angle",
+        group="Status",
+        state="Ok",
+        perm="ro",
+        rule=None,
+        timeout=None,
+        timestamp=ts("2026-11-21T04:41:07.703677"),
+        message=None,
+        members=(
+            DefMember("hourangle", "Hour angle", "3.7625", "%010.6m", 0.0, 24.0, 0.0),
+        ),
+    ),
+    EXTRAS[3]: SetVector(
+        kind=VectorKind.TEXT,
+        device="Extras",
+        name="notevector",
+        state="Ok",
+        timeout=0.0,
+        timestamp=ts("2026-11-21T04:41:09.705309"),
+        message=None,
+        members=(SetMember("note", "changed & <ok>"),),
+    ),
+    EXTRAS[4]: SetVector(
+        kind=VectorKind.LIGHT,
+        device="Extras",
+        name="heaterlight",
+        state="Idle",
+        timeout=None,
+        timestamp=ts("2026-11-21T04:41:12.640260"),
+        message=None,
+        members=(SetMember("heater", "Ok"),),
+    ),
+    EXTRAS[5]: DelProperty(
+        device="Extras",
+        name="havector",
+        timestamp=ts("2026-11-21T04:41:18.641436"),
+        message="hour angle vector removed",
+    ),
+    EXTRAS[6]: DelProperty(
+        device="Extras",
+        name=None,
+        timestamp=ts("2026-11-21T04:41:24.642735"),
+        message="Extras device removed",
+    ),
+}
+
+
+@pytest.mark.parametrize("line", list(EXPECTED_ELEMENTS), ids=lambda line: line[:60])
+def test_parse_captured_elements(line: str) -> None:
+    """Representative captured lines parse to exactly the expected dataclass."""
+    assert parse_element(line.encode()) == EXPECTED_ELEMENTS[line]
+
+
+@pytest.mark.parametrize("line", ALL_SERVER_LINES, ids=lambda line: line[:60])
+def test_every_captured_server_line_parses(line: str) -> None:
+    """Every element either server sent parses to the type its tag names."""
+    element = parse_element(line.encode())
+    tag = line[1:].split(" ", 1)[0]
+    if tag.startswith("def"):
+        assert isinstance(element, DefVector)
+        assert element.kind.value == tag[3:-6]
+        assert element.members
+    elif tag.startswith("set"):
+        assert isinstance(element, SetVector)
+        assert element.kind.value == tag[3:-6]
+    elif tag == "delProperty":
+        assert isinstance(element, DelProperty)
+    else:
+        assert isinstance(element, ServerMessage)
+    assert element.timestamp is not None
+    assert element.timestamp.tzinfo is UTC
+
+
+def test_parse_redefinition_and_captured_blob() -> None:
+    """A re-definition carries its message; the BLOB set keeps the base64 text undecoded."""
+    redefined = parse_element(EXTRAS[9].encode())
+    assert isinstance(redefined, DefVector)
+    assert redefined.message == "re-defined"
+    assert redefined.members[0].value == "3.7625"
+    assert parse_number(redefined.members[0].value) == 3.7625
+    blob_line = next(line for line in THERMO if line.startswith("<setBLOBVector"))
+    blob = parse_element(blob_line.encode())
+    assert isinstance(blob, SetVector)
+    assert blob.members[0].size == 84
+    assert blob.members[0].format == ".csv"
+    assert base64.b64decode(blob.members[0].value).startswith(
+        b"2026-11-21T04:40:45.0,18.20\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'<setNumberVector device="d" name="n"><oneNumber name="a">1</oneText></setNumberVector>',
+        b'<setNumberVector device="d" name="n"',
+        b"<message>unclosed",
+        b'<setNumberVector name="n"><oneNumber name="a">1</oneNumber></setNumberVector>',
+        b'<setNumberVector device="d"><oneNumber name="a">1</oneNumber></setNumberVector>',
+        b'<defNumberVector device="d" name="n"><defNumber>1</defNumber></defNumberVector>',
+        b'<delProperty name="n"/>',
+        b'<!DOCTYPE m [<!ENTITY e "boom">]><message device="d" message="&e;"/>',
+    ],
+)
+def test_parse_malformed_raises_protocol_error(raw: bytes) -> None:
+    """Malformed XML, missing device/name and DTD/entity tricks are ProtocolErrors."""
+    with pytest.raises(ProtocolError):
+        parse_element(raw)
+
+
+def test_malformed_element_does_not_stop_the_next() -> None:
+    """A mismatched tag fails alone; the splitter and parser carry on with the next element."""
+    bad = b'<setNumberVector device="d" name="n"><oneNumber name="a">1</oneText></setNumberVector>'
+    good = THERMO[4].encode()
+    elements = ElementSplitter().feed(bad + good)
+    assert elements == [bad, good]
+    with pytest.raises(ProtocolError):
+        parse_element(elements[0])
+    assert isinstance(parse_element(elements[1]), SetVector)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'<newNumberVector device="Thermostat" name="targetvector"><oneNumber name="target">16</oneNumber></newNumberVector>',
+        b'<getProperties version="1.7" device="x"/>',
+        b'<enableBLOB device="x">Also</enableBLOB>',
+        b'<pingRequest uid="1"/>',
+        b"<somethingNew/>",
+    ],
+)
+def test_parse_ignored_elements(raw: bytes) -> None:
+    """Elements a client ignores parse to None."""
+    assert parse_element(raw) is None
+
+
+def test_parse_indilib_multiline_layout() -> None:
+    """Indilib's multi-line layout: values are trimmed, texts lose only the layout newlines."""
+    raw = (
+        b"<defTextVector device='Sim' name='DRIVER_INFO' label='Driver Info' group='General' "
+        b"state='Idle' perm='ro' timeout='60' timestamp='2026-01-01T00:00:00'>\n"
+        b"  <defText\n    name='DRIVER_NAME'\n    label='Name'>\nTelescope Simulator\n  </defText>\n"
+        b"  <defText\n    name='DRIVER_NOTE'\n    label='Note'>\n  indented\nsecond line\n  </defText>\n"
+        b"</defTextVector>\n"
+    )
+    element = parse_element(raw)
+    assert isinstance(element, DefVector)
+    assert [m.value for m in element.members] == [
+        "Telescope Simulator",
+        "  indented\nsecond line",
+    ]
+    number = parse_element(
+        b"<setNumberVector device='Sim' name='EQ'>\n  <oneNumber name='RA'>\n      3:45:45\n  </oneNumber>\n</setNumberVector>"
+    )
+    assert isinstance(number, SetVector)
+    assert number.members[0].value == "3:45:45"
+
+
+def test_member_text_keeps_device_spaces() -> None:
+    """Only layout newlines go from texts; numbers/switches are fully stripped."""
+    assert member_text("  a b  ", VectorKind.TEXT) == "  a b  "
+    assert member_text("\nvalue\n    ", VectorKind.TEXT) == "value"
+    assert member_text(" On\n", VectorKind.SWITCH) == "On"
+    assert member_text(None, VectorKind.TEXT) == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "2026-11-21T04:40:38.454175",
+            datetime(2026, 11, 21, 4, 40, 38, 454175, tzinfo=UTC),
+        ),
+        ("2026-11-21T04:40:38", datetime(2026, 11, 21, 4, 40, 38, tzinfo=UTC)),
+        ("2026-11-21T04:40:38Z", datetime(2026, 11, 21, 4, 40, 38, tzinfo=UTC)),
+        ("yesterday", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_timestamp(text: str | None, expected: datetime | None) -> None:
+    """Zone-less timestamps are UTC; invalid or missing ones are None."""
+    assert parse_timestamp(text) == expected
+
+
+# --------------------------------------------------------------------------------------------------
+# BLOB payloads
+
+
+def test_decode_blob_tolerates_newlines_and_decompresses() -> None:
+    """Wrapped base64 decodes; '.z' is inflated and removed from the format."""
+    data = b"SIMPLE  =                    T" * 100
+    wrapped = "\n".join(
+        base64.b64encode(data).decode()[i : i + 72]
+        for i in range(0, len(base64.b64encode(data)), 72)
+    )
+    assert decode_blob(wrapped, ".fits", 1_000_000) == (data, ".fits")
+    compressed = base64.b64encode(zlib.compress(data)).decode()
+    assert decode_blob(compressed, ".fits.z", 1_000_000) == (data, ".fits")
+
+
+def test_decode_blob_limits_decompression() -> None:
+    """A small compressed BLOB that inflates beyond the limit is refused."""
+    bomb = base64.b64encode(zlib.compress(b"\0" * 1_000_000)).decode()
+    assert len(bomb) < 5000
+    with pytest.raises(BlobTooLarge):
+        decode_blob(bomb, ".bin.z", 10_000)
+    with pytest.raises(BlobTooLarge):
+        decode_blob(base64.b64encode(b"x" * 200).decode(), ".bin", 100)
+
+
+# --------------------------------------------------------------------------------------------------
+# Builders
+
+
+def ipyclient_lines() -> list[bytes]:
+    """Return what indipyclient transmitted (the reference for our builders)."""
+    text = (CAPTURES / "ipyclient_tx.txt").read_text(encoding="utf-8")
+    return [
+        line.removeprefix("TX:: ").encode()
+        for line in text.splitlines()
+        if line.startswith("TX:: ")
+    ]
+
+
+def structure(
+    raw: bytes,
+) -> tuple[str, dict[str, str], list[tuple[str, dict[str, str], str | None]]]:
+    """Return an element's tag, attributes (without timestamp) and children, for comparison."""
+    root = fromstring(raw)
+    attributes = {k: v for k, v in root.attrib.items() if k != "timestamp"}
+    return (
+        root.tag,
+        attributes,
+        [(child.tag, dict(child.attrib), child.text) for child in root],
+    )
+
+
+def test_builders_match_indipyclient() -> None:
+    """getProperties/enableBLOB are byte-identical to indipyclient's; new*Vector equal in structure."""
+    tx = ipyclient_lines()
+    assert get_properties() == tx[0]
+    assert enable_blob("Thermostat", "Also", "logsvector") == tx[1]
+    assert structure(
+        new_vector(
+            VectorKind.NUMBER, "Thermostat", "targetvector", [("target", "19.25")]
+        )
+    ) == (structure(tx[2]))
+    assert structure(
+        new_vector(
+            VectorKind.SWITCH, "Thermostat", "switchvector", [("switchmember", "On")]
+        )
+    ) == (structure(tx[3]))
+    assert enable_blob("Thermostat", "Only", "logsvector") == tx[4]
+
+
+def test_get_properties_always_has_version() -> None:
+    """IPyServer ignores getProperties without version=1.7."""
+    assert get_properties("Thermostat", "targetvector") == (
+        b'<getProperties version="1.7" device="Thermostat" name="targetvector" />'
+    )
+    assert fromstring(get_properties("Extras")).attrib == {
+        "version": "1.7",
+        "device": "Extras",
+    }
+    with pytest.raises(ValueError):
+        get_properties(name="targetvector")
+    with pytest.raises(ValueError):
+        enable_blob("d", "Sometimes")
+
+
+def test_new_vector_escapes_attributes_and_text() -> None:
+    """Quotes, ampersands and angle brackets survive the round trip."""
+    raw = new_vector(
+        VectorKind.TEXT, 'Dev "A" & B', "note<vec>", [("note", 'changed & <ok> "q"')]
+    )
+    assert b"changed &amp; &lt;ok&gt;" in raw
+    root = fromstring(raw)
+    assert root.tag == "newTextVector"
+    assert root.attrib == {"device": 'Dev "A" & B', "name": "note<vec>"}
+    assert root[0].text == 'changed & <ok> "q"'
+
+
+def test_new_vector_switches_off_before_on() -> None:
+    """A OneOfMany device must never see two members On: Off members are sent first."""
+    raw = new_vector(
+        VectorKind.SWITCH,
+        "Mount",
+        "SLEW_RATE",
+        [("1x", "Off"), ("2x", "On"), ("3x", "Off"), ("4x", "Off")],
+    )
+    root = fromstring(raw)
+    assert [(child.get("name"), child.text) for child in root] == [
+        ("1x", "Off"),
+        ("3x", "Off"),
+        ("4x", "Off"),
+        ("2x", "On"),
+    ]
+    with pytest.raises(ValueError):
+        new_vector(VectorKind.LIGHT, "d", "n", [("a", "Ok")])

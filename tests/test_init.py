@@ -1,0 +1,228 @@
+"""Setup, unload, actions, device removal and diagnostics of an INDI entry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import device_registry as dr
+from homeassistant.setup import async_setup_component
+import pytest
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
+
+from custom_components.instrument_hub import async_remove_config_entry_device
+from custom_components.instrument_hub.const import DOMAIN
+
+from .helpers import indi_entry, state_is, state_of, wait_for_entity, wait_for_state
+from .indi_replay import IndiReplayServer, lines_matching, server_lines
+from .peers import free_port
+
+THERMO = server_lines("capture_thermo.txt")
+THERMO_DEFS = lines_matching(THERMO, r"^<def")[:4]
+TARGET_OK = (
+    '<setNumberVector device="Thermostat" name="targetvector" state="Ok" timeout="0">'
+    '<oneNumber name="target">18.50</oneNumber></setNumberVector>'
+)
+TARGET_ALERT = (
+    '<setNumberVector device="Thermostat" name="targetvector" state="Alert" timeout="0" '
+    'message="Invalid target"><oneNumber name="target">18.50</oneNumber></setNumberVector>'
+)
+
+
+@pytest.mark.usefixtures("socket_enabled")
+async def test_server_down_means_setup_retry(hass: HomeAssistant) -> None:
+    """An unreachable server leaves the entry in setup-retry, with no entity created."""
+    entry = indi_entry(hass, free_port())
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    assert hass.states.async_entity_ids(DOMAIN) == []
+
+
+async def test_unload_closes_the_connection(
+    hass: HomeAssistant, indi_replay: IndiReplayServer
+) -> None:
+    """Unloading removes the entities' availability and closes the socket (server sees EOF)."""
+    indi_replay.definitions = THERMO_DEFS
+    entry = indi_entry(hass, indi_replay.port)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    temperature = await wait_for_entity(
+        hass, "sensor", f"{entry.entry_id}:Thermostat:temperaturevector.temperature"
+    )
+    assert indi_replay.connections == 1
+
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    assert entry.state is ConfigEntryState.NOT_LOADED
+    assert state_of(hass, temperature) == "unavailable"
+    await (
+        indi_replay.drop_clients()
+    )  # returns only once every client handler saw its connection end
+
+
+async def test_number_write_confirmed_and_alert_raised(
+    hass: HomeAssistant, indi_replay: IndiReplayServer
+) -> None:
+    """A target the server accepts shows its reply; an Alert raises the server's message."""
+    indi_replay.definitions = THERMO_DEFS
+    replies = [TARGET_OK, TARGET_ALERT]
+    indi_replay.reply_rules.append(
+        lambda data: replies.pop(0).encode()
+        if b"<newNumberVector" in data and replies
+        else None
+    )
+    entry = indi_entry(hass, indi_replay.port)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    target = await wait_for_entity(
+        hass, "number", f"{entry.entry_id}:Thermostat:targetvector.target"
+    )
+
+    await hass.services.async_call(
+        "number", "set_value", {"entity_id": target, "value": 18.5}, blocking=True
+    )
+    assert state_of(hass, target) == "18.5"
+    assert b'<oneNumber name="target">18.5</oneNumber>' in indi_replay.received
+
+    with pytest.raises(HomeAssistantError) as err:
+        await hass.services.async_call(
+            "number", "set_value", {"entity_id": target, "value": 20}, blocking=True
+        )
+    assert err.value.translation_key == "command_rejected"
+    assert "Invalid target" in str(err.value)
+
+
+async def test_set_property_action(
+    hass: HomeAssistant, indi_replay: IndiReplayServer
+) -> None:
+    """The raw action writes a vector and responds with the server's state and values."""
+    indi_replay.definitions = THERMO_DEFS
+    indi_replay.reply_rules.append(
+        lambda data: TARGET_OK.encode() if b"<newNumberVector" in data else None
+    )
+    entry = indi_entry(hass, indi_replay.port)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    target = await wait_for_entity(
+        hass, "number", f"{entry.entry_id}:Thermostat:targetvector.target"
+    )
+
+    response = await hass.services.async_call(
+        DOMAIN,
+        "set_property",
+        {
+            "config_entry_id": entry.entry_id,
+            "device": "Thermostat",
+            "property": "targetvector",
+            "values": {"target": 18.5},
+        },
+        blocking=True,
+        return_response=True,
+    )
+    assert response is not None
+    assert response["state"] == "Ok"
+    values = response["values"]
+    assert isinstance(values, dict)
+    assert values["target"] == pytest.approx(18.5)
+    await wait_for_state(hass, target, state_is("18.5"))
+
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(
+            DOMAIN,
+            "set_property",
+            {
+                "config_entry_id": entry.entry_id,
+                "device": "Nope",
+                "property": "x",
+                "values": {"a": 1},
+            },
+            blocking=True,
+            return_response=True,
+        )
+    assert err.value.translation_key == "unknown_target"
+
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(
+            DOMAIN,
+            "set_property",
+            {
+                "config_entry_id": "missing",
+                "device": "T",
+                "property": "x",
+                "values": {"a": 1},
+            },
+            blocking=True,
+            return_response=True,
+        )
+    assert err.value.translation_key == "entry_not_found"
+
+    await hass.config_entries.async_unload(entry.entry_id)
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(
+            DOMAIN,
+            "set_property",
+            {
+                "config_entry_id": entry.entry_id,
+                "device": "T",
+                "property": "x",
+                "values": {"a": 1},
+            },
+            blocking=True,
+            return_response=True,
+        )
+    assert err.value.translation_key == "entry_not_loaded"
+
+
+async def test_stale_device_can_be_removed_present_one_cannot(
+    hass: HomeAssistant, indi_replay: IndiReplayServer
+) -> None:
+    """A device the server deleted can be removed by the user; a present one and the hub cannot."""
+    assert await async_setup_component(hass, "config", {})
+    indi_replay.definitions = THERMO_DEFS
+    entry = indi_entry(hass, indi_replay.port)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    temperature = await wait_for_entity(
+        hass, "sensor", f"{entry.entry_id}:Thermostat:temperaturevector.temperature"
+    )
+    devices = dr.async_get(hass)
+    thermostat = devices.async_get_device_by_identifier(
+        (DOMAIN, f"{entry.entry_id}:Thermostat"), entry.entry_id
+    )
+    hub_device = devices.async_get_device_by_identifier(
+        (DOMAIN, entry.entry_id), entry.entry_id
+    )
+    assert thermostat is not None and hub_device is not None
+
+    assert not await async_remove_config_entry_device(hass, entry, thermostat)
+    assert not await async_remove_config_entry_device(hass, entry, hub_device)
+    await indi_replay.push('<delProperty device="Thermostat" message="gone"/>')
+    await wait_for_state(hass, temperature, state_is("unavailable"))
+    assert await async_remove_config_entry_device(hass, entry, thermostat)
+
+
+async def test_diagnostics_redacted(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    indi_replay: IndiReplayServer,
+) -> None:
+    """Diagnostics show the model and queue figures, without the host or BLOB bytes."""
+    indi_replay.definitions = THERMO_DEFS
+    entry = indi_entry(hass, indi_replay.port)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await wait_for_entity(
+        hass, "sensor", f"{entry.entry_id}:Thermostat:temperaturevector.temperature"
+    )
+
+    diagnostics: dict[str, Any] = await get_diagnostics_for_config_entry(
+        hass, hass_client, entry
+    )
+    assert diagnostics["entry"]["data"]["host"] == "**REDACTED**"
+    assert diagnostics["entry"]["title"] == "**REDACTED**"
+    hub = diagnostics["hub"]
+    assert hub["link_up"] is True
+    channels = hub["devices"]["Thermostat"]["channels"]
+    assert channels["temperaturevector.temperature"]["value"] == pytest.approx(19.6)
+    assert channels["targetvector.target"]["platform"] == "number"
+    assert hub["event_queue"]["processed"] >= 5
+    assert "127.0.0.1" not in str(diagnostics)
