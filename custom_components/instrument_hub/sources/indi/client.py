@@ -221,7 +221,8 @@ class IndiConnection:
         assert reader is not None
         self._connects += 1
         if self._connects > 1:
-            _LOGGER.info("Connection to the INDI server %s is back", self.endpoint)
+            # The hub logs availability once at info; this is the protocol-level detail.
+            _LOGGER.debug("Connection to the INDI server %s is back", self.endpoint)
         self._splitter.reset()
         self._warned_malformed = False
         received = 0
@@ -245,7 +246,7 @@ class IndiConnection:
         finally:
             await self._drop_socket()
         self._disconnects += 1
-        _LOGGER.warning(
+        _LOGGER.debug(
             "Lost the connection to the INDI server %s: %s", self.endpoint, reason
         )
         self._notify_link(up=False, reason=reason)

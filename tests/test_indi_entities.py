@@ -1,0 +1,314 @@
+"""Every INDI property shape a driver may define, mapped to the entity a user expects."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from pathlib import Path
+
+import pytest
+
+from custom_components.instrument_hub.const import DOMAIN
+from homeassistant.components.number import NumberMode
+from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE, STATE_UNKNOWN
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+
+from .helpers import (
+    indi_entry,
+    state_is,
+    state_not,
+    state_of,
+    wait_for_entity,
+    wait_for_state,
+)
+from .indi_replay import IndiReplayServer
+
+CCD = "CCD Simulator"
+DEFINITIONS = [
+    # indilib's standard CONNECTION switch
+    f'<defSwitchVector device="{CCD}" name="CONNECTION" label="Connection" group="Main Control" state="Ok" perm="rw" rule="OneOfMany" timeout="60">'
+    '<defSwitch name="CONNECT" label="Connect">On</defSwitch><defSwitch name="DISCONNECT" label="Disconnect">Off</defSwitch></defSwitchVector>',
+    # a mode choice: OneOfMany with three members → select
+    f'<defSwitchVector device="{CCD}" name="CCD_FRAME_TYPE" label="Frame type" group="Options" state="Idle" perm="rw" rule="OneOfMany" timeout="0">'
+    '<defSwitch name="FRAME_LIGHT" label="Light">On</defSwitch><defSwitch name="FRAME_BIAS" label="Bias">Off</defSwitch>'
+    '<defSwitch name="FRAME_DARK" label="Dark">Off</defSwitch></defSwitchVector>',
+    # independent options: AnyOfMany → one switch each
+    f'<defSwitchVector device="{CCD}" name="OPTIONS" label="Options" group="Options" state="Idle" perm="rw" rule="AnyOfMany" timeout="0">'
+    '<defSwitch name="COOLER" label="Cooler">Off</defSwitch><defSwitch name="FAN" label="Fan">On</defSwitch></defSwitchVector>',
+    # read-only switch → binary sensor
+    f'<defSwitchVector device="{CCD}" name="PARKED" label="Parked" group="Status" state="Ok" perm="ro" rule="AtMostOne">'
+    '<defSwitch name="IS_PARKED" label="Parked">On</defSwitch></defSwitchVector>',
+    # read-only text → sensor; a number without range, and one with a step
+    f'<defTextVector device="{CCD}" name="DRIVER_INFO" label="Driver info" group="General" state="Ok" perm="ro">'
+    '<defText name="DRIVER_NAME" label="Name">CCD Simulator</defText><defText name="DRIVER_VERSION" label="Version">1.0</defText></defTextVector>',
+    f'<defNumberVector device="{CCD}" name="CCD_EXPOSURE" label="Exposure" group="Main Control" state="Idle" perm="rw" timeout="60">'
+    '<defNumber name="CCD_EXPOSURE_VALUE" label="Duration (s)" format="%5.2f" min="0" max="0" step="0">1</defNumber></defNumberVector>',
+    f'<defNumberVector device="{CCD}" name="CCD_GAIN" label="Gain" group="Main Control" state="Idle" perm="rw" timeout="0">'
+    '<defNumber name="GAIN" label="Gain" format="%g" min="0" max="300" step="10">100</defNumber></defNumberVector>',
+]
+
+
+async def _setup(
+    hass: HomeAssistant,
+    server: IndiReplayServer,
+    options: dict[str, object] | None = None,
+) -> str:
+    entry = indi_entry(hass, server.port, options)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    return str(entry.entry_id)
+
+
+def _uid(entry_id: str, channel: str) -> str:
+    return f"{entry_id}:{CCD}:{channel}"
+
+
+async def test_switch_shapes_text_and_numbers(
+    hass: HomeAssistant, indi_replay: IndiReplayServer
+) -> None:
+    """OneOfMany → select, AnyOfMany → switches, ro switch → binary sensor, ro text → sensor, numbers."""
+    indi_replay.definitions = DEFINITIONS
+    entry_id = await _setup(hass, indi_replay)
+
+    frame = await wait_for_entity(hass, "select", _uid(entry_id, "CCD_FRAME_TYPE"))
+    state = hass.states.get(frame)
+    assert state is not None
+    assert state.state == "Light"
+    assert state.attributes["options"] == ["Light", "Bias", "Dark"]
+    cooler = await wait_for_entity(hass, "switch", _uid(entry_id, "OPTIONS.COOLER"))
+    fan = await wait_for_entity(hass, "switch", _uid(entry_id, "OPTIONS.FAN"))
+    assert (state_of(hass, cooler), state_of(hass, fan)) == (STATE_OFF, STATE_ON)
+    parked = await wait_for_entity(
+        hass, "binary_sensor", _uid(entry_id, "PARKED.IS_PARKED")
+    )
+    assert state_of(hass, parked) == STATE_ON
+    driver_name = await wait_for_entity(
+        hass, "sensor", _uid(entry_id, "DRIVER_INFO.DRIVER_NAME")
+    )
+    assert state_of(hass, driver_name) == "CCD Simulator"
+
+    exposure = await wait_for_entity(
+        hass, "number", _uid(entry_id, "CCD_EXPOSURE.CCD_EXPOSURE_VALUE")
+    )
+    state = hass.states.get(exposure)
+    assert state is not None
+    assert state.attributes["mode"] == NumberMode.BOX  # min == max: no range declared
+    assert state.attributes["step"] == pytest.approx(0.01)
+    gain = await wait_for_entity(hass, "number", _uid(entry_id, "CCD_GAIN.GAIN"))
+    state = hass.states.get(gain)
+    assert state is not None
+    assert (
+        state.attributes["min"],
+        state.attributes["max"],
+        state.attributes["step"],
+    ) == (0, 300, 10)
+
+    # A select sends the chosen member On and the others Off (Off first), confirmed by the device.
+    indi_replay.reply_rules.append(
+        lambda data: (
+            f'<setSwitchVector device="{CCD}" name="CCD_FRAME_TYPE" state="Ok"><oneSwitch name="FRAME_LIGHT">Off</oneSwitch>'
+            '<oneSwitch name="FRAME_BIAS">Off</oneSwitch><oneSwitch name="FRAME_DARK">On</oneSwitch></setSwitchVector>'
+        ).encode()
+        if b'name="CCD_FRAME_TYPE"' in data
+        else None
+    )
+    await hass.services.async_call(
+        "select", "select_option", {"entity_id": frame, "option": "Dark"}, blocking=True
+    )
+    assert state_of(hass, frame) == "Dark"
+    sent = indi_replay.received.decode()
+    new_vector = sent[
+        sent.index('<newSwitchVector device="CCD Simulator" name="CCD_FRAME_TYPE"') :
+    ]
+    assert new_vector.index('"FRAME_LIGHT">Off') < new_vector.index('"FRAME_DARK">On')
+    assert new_vector.index('"FRAME_BIAS">Off') < new_vector.index('"FRAME_DARK">On')
+
+    with pytest.raises(ServiceValidationError):
+        await hass.services.async_call(
+            "select",
+            "select_option",
+            {"entity_id": frame, "option": "Flat"},
+            blocking=True,
+        )
+
+
+async def test_connection_switch_off_makes_the_device_unavailable(
+    hass: HomeAssistant, indi_replay: IndiReplayServer
+) -> None:
+    """indilib's CONNECTION Off: the device's entities go unavailable, except the control that reconnects."""
+    indi_replay.definitions = DEFINITIONS
+    entry_id = await _setup(hass, indi_replay)
+    connection = await wait_for_entity(hass, "select", _uid(entry_id, "CONNECTION"))
+    gain = await wait_for_entity(hass, "number", _uid(entry_id, "CCD_GAIN.GAIN"))
+    assert state_of(hass, connection) == "Connect"
+
+    await indi_replay.push(
+        f'<setSwitchVector device="{CCD}" name="CONNECTION" state="Ok"><oneSwitch name="CONNECT">Off</oneSwitch>'
+        '<oneSwitch name="DISCONNECT">On</oneSwitch></setSwitchVector>'
+    )
+    await wait_for_state(hass, gain, state_is(STATE_UNAVAILABLE))
+    assert state_of(hass, connection) == "Disconnect"
+
+    await indi_replay.push(
+        f'<setSwitchVector device="{CCD}" name="CONNECTION" state="Ok"><oneSwitch name="CONNECT">On</oneSwitch>'
+        '<oneSwitch name="DISCONNECT">Off</oneSwitch></setSwitchVector>'
+    )
+    await wait_for_state(hass, gain, state_is("100.0"))
+
+
+async def test_messages_fire_event_entities(
+    hass: HomeAssistant, indi_replay: IndiReplayServer
+) -> None:
+    """A device's message fires its device's Message event; a server message fires the server's."""
+    indi_replay.definitions = DEFINITIONS
+    entry_id = await _setup(hass, indi_replay)
+    device_messages = await wait_for_entity(hass, "event", _uid(entry_id, "_messages"))
+    server_messages = await wait_for_entity(hass, "event", f"{entry_id}:_messages")
+    assert state_of(hass, device_messages) == STATE_UNKNOWN
+
+    await indi_replay.push(
+        f'<message device="{CCD}" timestamp="2026-11-21T04:40:41" message="Exposure done"/>'
+    )
+    state = await wait_for_state(hass, device_messages, state_not(STATE_UNKNOWN))
+    assert state is not None
+    assert state.attributes["event_type"] == "info"
+    assert state.attributes["message"] == "Exposure done"
+
+    await indi_replay.push(
+        '<message timestamp="2026-11-21T04:40:42" message="Server restarting soon"/>'
+    )
+    state = await wait_for_state(hass, server_messages, state_not(STATE_UNKNOWN))
+    assert state is not None
+    assert state.attributes["message"] == "Server restarting soon"
+
+    # A vector's Alert message is a warning of its device.
+    await indi_replay.push(
+        f'<setNumberVector device="{CCD}" name="CCD_GAIN" state="Alert" message="Gain not supported">'
+        '<oneNumber name="GAIN">100</oneNumber></setNumberVector>'
+    )
+    state = await wait_for_state(
+        hass,
+        device_messages,
+        lambda s: s is not None and s.attributes.get("message") == "Gain not supported",
+    )
+    assert state is not None
+    assert state.attributes["event_type"] == "warning"
+
+
+async def test_link_loss_and_recovery_logged_once(
+    hass: HomeAssistant, indi_replay: IndiReplayServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Dropping the connection makes everything unavailable; the reconnect restores it, logging once each way."""
+    indi_replay.definitions = DEFINITIONS
+    entry_id = await _setup(hass, indi_replay)
+    gain = await wait_for_entity(hass, "number", _uid(entry_id, "CCD_GAIN.GAIN"))
+    connected = await wait_for_entity(hass, "binary_sensor", f"{entry_id}:_link")
+    caplog.set_level(logging.INFO, logger="custom_components.instrument_hub")
+    caplog.clear()
+
+    await indi_replay.drop_clients()
+    await wait_for_state(hass, gain, state_is(STATE_UNAVAILABLE))
+    assert state_of(hass, connected) == STATE_OFF
+    await wait_for_state(hass, gain, state_is("100.0"), timeout=15)
+    assert state_of(hass, connected) == STATE_ON
+    assert indi_replay.connections == 2
+    assert indi_replay.received.count(b'<getProperties version="1.7"') == 2
+
+    hub_lines = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "custom_components.instrument_hub.hub"
+    ]
+    assert len([line for line in hub_lines if "is unavailable" in line]) == 1
+    assert len([line for line in hub_lines if "is available again" in line]) == 1
+
+    # Writing while the link is down fails with a translated error, not a traceback.
+    await indi_replay.drop_clients()
+    await wait_for_state(hass, gain, state_is(STATE_UNAVAILABLE))
+    with pytest.raises(HomeAssistantError) as err:
+        await hass.services.async_call(
+            DOMAIN,
+            "set_property",
+            {
+                "config_entry_id": entry_id,
+                "device": CCD,
+                "property": "CCD_GAIN",
+                "values": {"GAIN": 120},
+            },
+            blocking=True,
+            return_response=True,
+        )
+    assert err.value.translation_key in {"not_connected", "unknown_target"}
+
+
+BLOB_DEF = (
+    f'<defBLOBVector device="{CCD}" name="CCD1" label="Image" group="Image" state="Idle" perm="ro">'
+    '<defBLOB name="CCD1" label="Image"/></defBLOBVector>'
+)
+
+
+def _blob(data: bytes, index: int) -> str:
+    return (
+        f'<setBLOBVector device="{CCD}" name="CCD1" state="Ok" timestamp="2026-11-21T05:00:{index:02d}">'
+        f'<oneBLOB name="CCD1" format=".fits" size="{len(data)}">{base64.b64encode(data).decode()}</oneBLOB></setBLOBVector>'
+    )
+
+
+async def test_blob_options_cap_and_retention(
+    hass: HomeAssistant,
+    indi_replay: IndiReplayServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Files over the size cap are not saved (warned once); only the newest N are kept."""
+    hass.config.config_dir = str(tmp_path)
+    indi_replay.definitions = [BLOB_DEF]
+    entry_id = await _setup(
+        hass, indi_replay, {"blob_folder": "frames", "blob_max_mb": 1, "blob_keep": 2}
+    )
+    image = await wait_for_entity(hass, "event", _uid(entry_id, "CCD1.CCD1"))
+    await indi_replay.wait_received(b"<enableBLOB")
+
+    for index in range(3):
+        await indi_replay.push(_blob(b"frame%d" % index, index))
+        stamp = f"T0500{index:02d}_"
+        await wait_for_state(
+            hass,
+            image,
+            lambda s, stamp=stamp: s is not None
+            and stamp in str(s.attributes.get("path")),
+        )
+    state = hass.states.get(image)
+    assert state is not None
+    folder = Path(state.attributes["path"]).parent
+    assert {p.read_bytes() for p in folder.iterdir()} == {b"frame1", b"frame2"}
+
+    # Over the cap: not transferred into a file, warned once, the next small file still arrives.
+    big = b"x" * (1024 * 1024 + 1)
+    caplog.clear()
+    await indi_replay.push(_blob(big, 9))
+    await indi_replay.push(_blob(big, 10))
+    await indi_replay.push(_blob(b"frame11", 11))
+    await wait_for_state(
+        hass,
+        image,
+        lambda s: s is not None and "T050011_" in str(s.attributes.get("path")),
+    )
+    assert {p.read_bytes() for p in folder.iterdir()} == {b"frame2", b"frame11"}
+    skipped = [
+        r
+        for r in caplog.records
+        if "BLOB" in r.getMessage() and r.levelno == logging.WARNING
+    ]
+    assert len(skipped) == 1
+
+
+async def test_blobs_disabled_sends_no_enable(
+    hass: HomeAssistant, indi_replay: IndiReplayServer
+) -> None:
+    """With file reception off, the server is never asked for BLOBs."""
+    indi_replay.definitions = [BLOB_DEF, *DEFINITIONS[-1:]]
+    entry_id = await _setup(hass, indi_replay, {"blobs_enabled": False})
+    await wait_for_entity(hass, "number", _uid(entry_id, "CCD_GAIN.GAIN"))
+    await wait_for_entity(hass, "event", _uid(entry_id, "CCD1.CCD1"))
+    assert b"<enableBLOB" not in indi_replay.received
