@@ -6,15 +6,16 @@ import base64
 import logging
 from pathlib import Path
 
-import pytest
-
-from custom_components.instrument_hub.const import DOMAIN
 from homeassistant.components.number import NumberMode
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE, STATE_UNKNOWN
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+import pytest
+
+from custom_components.instrument_hub.const import DOMAIN
 
 from .helpers import (
+    StatePredicate,
     indi_entry,
     state_is,
     state_not,
@@ -135,7 +136,7 @@ async def test_switch_shapes_text_and_numbers(
 async def test_connection_switch_off_makes_the_device_unavailable(
     hass: HomeAssistant, indi_replay: IndiReplayServer
 ) -> None:
-    """indilib's CONNECTION Off: the device's entities go unavailable, except the control that reconnects."""
+    """A CONNECTION switch Off (indilib): the device's entities go unavailable, except the control that reconnects."""
     indi_replay.definitions = DEFINITIONS
     entry_id = await _setup(hass, indi_replay)
     connection = await wait_for_entity(hass, "select", _uid(entry_id, "CONNECTION"))
@@ -254,6 +255,14 @@ def _blob(data: bytes, index: int) -> str:
     )
 
 
+def _saved_at(second: int) -> StatePredicate:
+    """Predicate: the event's file is the one stamped 05:00:<second>."""
+    stamp = f"T0500{second:02d}_"
+    return lambda state: state is not None and stamp in str(
+        state.attributes.get("path")
+    )
+
+
 async def test_blob_options_cap_and_retention(
     hass: HomeAssistant,
     indi_replay: IndiReplayServer,
@@ -271,13 +280,7 @@ async def test_blob_options_cap_and_retention(
 
     for index in range(3):
         await indi_replay.push(_blob(b"frame%d" % index, index))
-        stamp = f"T0500{index:02d}_"
-        await wait_for_state(
-            hass,
-            image,
-            lambda s, stamp=stamp: s is not None
-            and stamp in str(s.attributes.get("path")),
-        )
+        await wait_for_state(hass, image, _saved_at(index))
     state = hass.states.get(image)
     assert state is not None
     folder = Path(state.attributes["path"]).parent
@@ -289,11 +292,7 @@ async def test_blob_options_cap_and_retention(
     await indi_replay.push(_blob(big, 9))
     await indi_replay.push(_blob(big, 10))
     await indi_replay.push(_blob(b"frame11", 11))
-    await wait_for_state(
-        hass,
-        image,
-        lambda s: s is not None and "T050011_" in str(s.attributes.get("path")),
-    )
+    await wait_for_state(hass, image, _saved_at(11))
     assert {p.read_bytes() for p in folder.iterdir()} == {b"frame2", b"frame11"}
     skipped = [
         r
@@ -310,5 +309,36 @@ async def test_blobs_disabled_sends_no_enable(
     indi_replay.definitions = [BLOB_DEF, *DEFINITIONS[-1:]]
     entry_id = await _setup(hass, indi_replay, {"blobs_enabled": False})
     await wait_for_entity(hass, "number", _uid(entry_id, "CCD_GAIN.GAIN"))
-    await wait_for_entity(hass, "event", _uid(entry_id, "CCD1.CCD1"))
+    image = await wait_for_entity(hass, "event", _uid(entry_id, "CCD1.CCD1"))
     assert b"<enableBLOB" not in indi_replay.received
+
+    # A server that pushes files anyway: the event still tells, nothing is written.
+    await indi_replay.push(_blob(b"unwanted", 1))
+    state = await wait_for_state(hass, image, state_not(STATE_UNKNOWN))
+    assert state is not None
+    assert state.attributes["size"] == 8
+    assert state.attributes["path"] is None
+
+
+async def test_unwritable_blob_folder_is_reported_not_fatal(
+    hass: HomeAssistant,
+    indi_replay: IndiReplayServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """If the folder cannot be created, the event fires without a path and a warning says why."""
+    hass.config.config_dir = str(tmp_path)
+    (tmp_path / "frames").write_text("a file where the folder should be")
+    indi_replay.definitions = [BLOB_DEF]
+    entry_id = await _setup(hass, indi_replay, {"blob_folder": "frames"})
+    image = await wait_for_entity(hass, "event", _uid(entry_id, "CCD1.CCD1"))
+    await indi_replay.wait_received(b"<enableBLOB")
+    await indi_replay.push(_blob(b"frame", 1))
+    state = await wait_for_state(hass, image, state_not(STATE_UNKNOWN))
+    assert state is not None
+    assert state.attributes["path"] is None
+    assert any("could not save BLOB" in r.getMessage() for r in caplog.records)
+    await indi_replay.push(_blob(b"frame", 2))
+    await indi_replay.push(f'<message device="{CCD}" message="still alive"/>')
+    messages = await wait_for_entity(hass, "event", _uid(entry_id, "_messages"))
+    await wait_for_state(hass, messages, state_not(STATE_UNKNOWN))
