@@ -26,7 +26,13 @@ from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.util import dt as dt_util
 
 from .blob_store import blob_path, write_blob
-from .collector import Collector, CollectorClosed, CollectorMode, reading_coalesce_key
+from .collector import (
+    Collector,
+    CollectorClosed,
+    CollectorMode,
+    CollectorStats,
+    reading_coalesce_key,
+)
 from .const import (
     BLOB_EVENT_RECEIVED,
     DOMAIN,
@@ -616,6 +622,10 @@ class Hub:
 
     # ------------------------------------------------------------------ diagnostics
 
+    def event_queue_stats(self) -> CollectorStats:
+        """Return the event queue's figures (depth, rate, wait and service times)."""
+        return self._events.stats()
+
     def diagnostics(self) -> dict[str, Any]:
         """Return the model, the queues' figures and the source's state (no BLOB bytes)."""
         return {
@@ -647,7 +657,7 @@ class Hub:
                 {"device": m.device_key, "level": m.level.value, "text": m.text}
                 for m in self.messages
             ],
-            "event_queue": self._events.stats(),
+            "event_queue": self.event_queue_stats(),
             "command_queue": self._commands.stats(),
             "source": self.source.diagnostics(),
         }

@@ -14,6 +14,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .entity import InstrumentHubEntity, async_setup_channel_platform
 from .events import ChannelDefined, ChannelKind
 from .hub import ChannelState, Hub, InstrumentHubConfigEntry
+from .queue_sensor import QUEUE_SENSORS, QueueSensor
 
 PARALLEL_UPDATES = 0
 MAX_STATE_LENGTH = 255
@@ -24,8 +25,11 @@ async def async_setup_entry(
     entry: InstrumentHubConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Add sensors for read-only numeric, enum and text channels."""
+    """Add sensors for read-only numeric, enum and text channels, and the event queue's figures."""
     async_setup_channel_platform(entry, Platform.SENSOR, async_add_entities, _create)
+    async_add_entities(
+        QueueSensor(entry.runtime_data, description) for description in QUEUE_SENSORS
+    )
 
 
 def _create(hub: Hub, device_key: str, channel_key: str) -> SensorEntity:

@@ -37,6 +37,7 @@ from custom_components.instrument_hub.sources.base import (
 )
 from custom_components.instrument_hub.sources.indi import (
     IndiSource,
+    commands as commands_module,
     source as source_module,
 )
 from custom_components.instrument_hub.sources.indi.protocol import (
@@ -726,8 +727,8 @@ async def test_write_timeout(
     start_source: StartSource, recorder: EventRecorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No answer within the (clamped) vector timeout raises CommandTimeout and forgets the command."""
-    monkeypatch.setattr(source_module, "COMMAND_TIMEOUT_MIN", 0.05)
-    monkeypatch.setattr(source_module, "COMMAND_TIMEOUT_MAX", 0.1)
+    monkeypatch.setattr(commands_module, "COMMAND_TIMEOUT_MIN", 0.05)
+    monkeypatch.setattr(commands_module, "COMMAND_TIMEOUT_MAX", 0.1)
     source = await start_source(THERMO_DEFS)
     await wait_defined(recorder, "Thermostat", "targetvector.target")
     with pytest.raises(CommandTimeout):
@@ -737,10 +738,10 @@ async def test_write_timeout(
 
 def test_command_timeout_clamp() -> None:
     """The vector's timeout is clamped to 5..60 s; 0 or absent means 5 s."""
-    assert source_module.command_timeout(None) == 5.0
-    assert source_module.command_timeout(0) == 5.0
-    assert source_module.command_timeout(30) == 30.0
-    assert source_module.command_timeout(600) == 60.0
+    assert commands_module.command_timeout(None) == 5.0
+    assert commands_module.command_timeout(0) == 5.0
+    assert commands_module.command_timeout(30) == 30.0
+    assert commands_module.command_timeout(600) == 60.0
 
 
 async def test_pending_commands_resolve_in_order(

@@ -1,0 +1,246 @@
+"""What a write sends, and the commands waiting for their answer.
+
+A write sends a new*Vector with ALL members of the vector: the given ones coerced, the others as
+they are now. The answer is the next set*Vector of that vector with a final state (Ok/Idle resolve,
+Alert rejects); commands of one vector are answered oldest first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+import contextlib
+import math
+
+from ..base import (
+    CommandRejected,
+    CommandResult,
+    CommandTimeout,
+    InvalidValue,
+    SourceError,
+)
+from .model import STATE_ALERT, STATE_IDLE, STATE_OK, Member, Vector
+from .protocol import (
+    SWITCH_OFF,
+    SWITCH_ON,
+    SetVector,
+    VectorKind,
+    format_number,
+    parse_number,
+)
+
+COMMAND_TIMEOUT_MIN = 5.0
+"""Shortest wait for a command's answer (also used when the vector's timeout is 0 or absent)."""
+COMMAND_TIMEOUT_MAX = 60.0
+"""Longest wait for a command's answer, whatever the vector's timeout says."""
+
+
+def command_timeout(vector_timeout: float | None) -> float:
+    """Return how long to wait for a command's answer: the vector's timeout, clamped."""
+    return min(max(vector_timeout or 0.0, COMMAND_TIMEOUT_MIN), COMMAND_TIMEOUT_MAX)
+
+
+# --------------------------------------------------------------------------------------------------
+# Command values
+
+
+def _coerce_number(value: object, member: Member) -> str:
+    """Return a number command value as a plain decimal; checks the member's range."""
+    number: float | None = None
+    if isinstance(value, str):
+        number = parse_number(value)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        with contextlib.suppress(OverflowError):  # an int beyond float's range
+            number = float(value)
+    if number is None or not math.isfinite(number):
+        raise InvalidValue(f"{value!r} is not a number", value=str(value))
+    value_range = member.value_range
+    if value_range is not None and not value_range[0] <= number <= value_range[1]:
+        raise InvalidValue(
+            f"{number:g} is outside {value_range[0]:g}..{value_range[1]:g} for {member.name}",
+            value=str(value),
+        )
+    return format_number(number)
+
+
+def _coerce_switch(value: object) -> str:
+    """Return On/Off for a bool or the strings On/Off (any case)."""
+    if isinstance(value, bool):
+        return SWITCH_ON if value else SWITCH_OFF
+    if isinstance(value, str) and value.strip().lower() in ("on", "off"):
+        return SWITCH_ON if value.strip().lower() == "on" else SWITCH_OFF
+    raise InvalidValue(f"{value!r} is not On/Off", value=str(value))
+
+
+def _coerce_text(value: object) -> str:
+    """Return a text command value (strings, and numbers written as text)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise InvalidValue(f"{value!r} is not a text", value=str(value))
+
+
+def _current_wire_value(vector: Vector, member: Member) -> str:
+    """Return a member's current value to resend: numbers as plain decimals when they parse."""
+    if vector.kind is VectorKind.NUMBER:
+        number = parse_number(member.value)
+        if number is not None:
+            return format_number(number)
+    return member.value
+
+
+def _raw_number(value: object) -> str:
+    """Return a number for the raw action: strings verbatim (the device judges), numbers plain."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        with contextlib.suppress(OverflowError, ValueError):
+            return format_number(value)
+    raise InvalidValue(f"{value!r} is not a number", value=str(value))
+
+
+def merged_values(
+    vector: Vector, given: Mapping[str, object], *, raw: bool = False
+) -> dict[str, str]:
+    """Return wire values for ALL members: the given ones coerced, the others as they are now.
+
+    For an exclusive switch vector, turning one member On turns the unspecified ones Off. With
+    ``raw`` (the set_property action) number strings go out verbatim and unchecked, so a driver's
+    own parsing (sexagesimal, its Alert for nonsense) decides, as with any other INDI client.
+    """
+    wire: dict[str, str] = {}
+    for name, value in given.items():
+        member = vector.members[name]
+        match vector.kind:
+            case VectorKind.NUMBER if raw:
+                wire[name] = _raw_number(value)
+            case VectorKind.NUMBER:
+                wire[name] = _coerce_number(value, member)
+            case VectorKind.SWITCH:
+                wire[name] = _coerce_switch(value)
+            case _:
+                wire[name] = _coerce_text(value)
+    turned_on = [name for name, value in wire.items() if value == SWITCH_ON]
+    if vector.exclusive and len(turned_on) > 1:
+        raise InvalidValue(
+            f"only one member of {vector.name} can be On", value=", ".join(turned_on)
+        )
+    exclusive_on = vector.exclusive and bool(turned_on)
+    for member in vector.members.values():
+        if member.name not in wire:
+            wire[member.name] = (
+                SWITCH_OFF if exclusive_on else _current_wire_value(vector, member)
+            )
+    return {name: wire[name] for name in vector.members}  # in the device's member order
+
+
+def _select_member(vector: Vector, option: object) -> str:
+    """Return the member an enum option names (options first, then member names)."""
+    options = vector.options()
+    for name, label in options.items():
+        if option == label:
+            return name
+    if isinstance(option, str) and option in vector.members:
+        return option
+    raise InvalidValue(
+        f"{option!r} is not one of {', '.join(options.values())}", value=str(option)
+    )
+
+
+def select_values(vector: Vector, option: object) -> dict[str, str]:
+    """Return wire values for an enum write: the member the option names On, all others Off."""
+    chosen = _select_member(vector, option)
+    return {
+        name: SWITCH_ON if name == chosen else SWITCH_OFF for name in vector.members
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Pending commands
+
+
+type PendingKey = tuple[str, str]
+"""(device name, vector name)."""
+
+
+class PendingCommands:
+    """The commands sent and not answered yet, oldest first for each vector."""
+
+    def __init__(self) -> None:
+        """Start with no command waiting."""
+        self._waiting: dict[PendingKey, deque[asyncio.Future[CommandResult]]] = {}
+
+    def count(self) -> int:
+        """Return how many commands wait for their answer."""
+        return sum(len(waiting) for waiting in self._waiting.values())
+
+    async def send_and_wait(
+        self, device: str, vector: Vector, send: Callable[[], Awaitable[None]]
+    ) -> CommandResult:
+        """Send a command with ``send`` and wait (clamped vector timeout) for the answer to it."""
+        key = (device, vector.name)
+        future: asyncio.Future[CommandResult] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiting.setdefault(key, deque()).append(future)
+        timeout = command_timeout(vector.timeout)
+        try:
+            await send()
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            raise CommandTimeout(
+                f"{device}.{vector.name} did not answer within {timeout:g} s",
+                device=device,
+                channel=vector.name,
+            ) from None
+        finally:
+            self._forget(key, future)
+
+    def resolve(self, device: str, vector: Vector, update: SetVector) -> None:
+        """Answer the oldest pending command of the vector: Ok/Idle resolve, Alert rejects."""
+        if update.state not in (STATE_OK, STATE_IDLE, STATE_ALERT):
+            return  # Busy (or no state): the device is still working on it
+        waiting = self._waiting.get((device, vector.name))
+        while waiting and waiting[0].done():
+            waiting.popleft()
+        if not waiting:
+            return
+        future = waiting.popleft()
+        if update.state == STATE_ALERT:
+            future.set_exception(
+                CommandRejected(
+                    update.message or STATE_ALERT,
+                    device=device,
+                    channel=vector.name,
+                )
+            )
+        else:
+            future.set_result(
+                CommandResult(update.state, update.message, vector.current_values())
+            )
+
+    def fail(
+        self,
+        matches: Callable[[PendingKey], bool],
+        error: Callable[[], SourceError],
+    ) -> None:
+        """Fail the pending commands of the matching vectors (each with its own exception)."""
+        for key, waiting in self._waiting.items():
+            if matches(key):
+                for future in waiting:
+                    if not future.done():
+                        future.set_exception(error())
+                waiting.clear()
+
+    def _forget(self, key: PendingKey, future: asyncio.Future[CommandResult]) -> None:
+        waiting = self._waiting.get(key)
+        if waiting is not None:
+            if future in waiting:
+                waiting.remove(future)
+            if not waiting:
+                del self._waiting[key]
+        if future.done() and not future.cancelled():
+            future.exception()  # mark it retrieved: the caller may have been cancelled meanwhile

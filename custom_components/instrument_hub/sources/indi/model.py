@@ -1,0 +1,176 @@
+"""The client-side model of what an INDI server defined: devices -> vectors -> members.
+
+A vector is an INDI property; its members keep their raw values as the server sent them. A vector
+stays in its device after a delProperty (disabled), so a redefinition can keep its memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from .protocol import SWITCH_ON, DefMember, DefVector, VectorKind, parse_number
+
+LIGHT_OPTIONS: Final = ("idle", "ok", "busy", "alert")
+CONNECTION_VECTOR: Final = "CONNECTION"
+DRIVER_INFO_VECTOR: Final = "DRIVER_INFO"
+DRIVER_NAME_MEMBER: Final = "DRIVER_NAME"
+DRIVER_VERSION_MEMBER: Final = "DRIVER_VERSION"
+
+STATE_OK: Final = "Ok"
+STATE_IDLE: Final = "Idle"
+STATE_ALERT: Final = "Alert"
+EXCLUSIVE_RULES: Final = frozenset({"OneOfMany", "AtMostOne"})
+PERM_RO: Final = "ro"
+
+
+@dataclass(slots=True)
+class Member:
+    """A vector member with its current raw value (as the server sent it)."""
+
+    name: str
+    label: str
+    value: str
+    format: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+
+    @classmethod
+    def from_def(cls, member: DefMember) -> Member:
+        """Build a member from its definition."""
+        return cls(
+            member.name,
+            member.label,
+            member.value,
+            member.format,
+            member.minimum,
+            member.maximum,
+            member.step,
+        )
+
+    @property
+    def is_on(self) -> bool:
+        """Return True for a switch member that is On."""
+        return self.value == SWITCH_ON
+
+    @property
+    def value_range(self) -> tuple[float, float] | None:
+        """Return (minimum, maximum), or None when the device defines no range (min == max)."""
+        if self.minimum is None or self.maximum is None or self.minimum == self.maximum:
+            return None
+        return min(self.minimum, self.maximum), max(self.minimum, self.maximum)
+
+
+@dataclass(slots=True)
+class Vector:
+    """An INDI property: its definition, current member values and whether it is defined now."""
+
+    kind: VectorKind
+    name: str
+    label: str
+    group: str | None
+    perm: str | None
+    rule: str | None
+    timeout: float | None
+    state: str | None
+    members: dict[str, Member]
+    enabled: bool = True
+    last_message: str | None = None
+    blob_warned: bool = False
+    channel_keys: tuple[str, ...] = ()
+
+    @classmethod
+    def from_def(cls, definition: DefVector) -> Vector:
+        """Build a vector from its definition."""
+        return cls(
+            kind=definition.kind,
+            name=definition.name,
+            label=definition.label,
+            group=definition.group,
+            perm=definition.perm,
+            rule=definition.rule,
+            timeout=definition.timeout,
+            state=definition.state,
+            members={
+                member.name: Member.from_def(member) for member in definition.members
+            },
+        )
+
+    @property
+    def writable(self) -> bool:
+        """Return True when a client may send new values (Lights and BLOB downloads never)."""
+        if self.kind in (VectorKind.LIGHT, VectorKind.BLOB):
+            return False
+        return self.perm != PERM_RO
+
+    @property
+    def exclusive(self) -> bool:
+        """Return True for a switch vector of which at most one member may be On."""
+        return self.kind is VectorKind.SWITCH and self.rule in EXCLUSIVE_RULES
+
+    @property
+    def is_select(self) -> bool:
+        """Return True when the vector is one enum channel rather than a channel per member."""
+        return self.exclusive and len(self.members) >= 2
+
+    def options(self) -> dict[str, str]:
+        """Map member name -> option: the labels, or the names when labels are not unique."""
+        labels = [member.label for member in self.members.values()]
+        if len(set(labels)) == len(labels):
+            return {member.name: member.label for member in self.members.values()}
+        return {name: name for name in self.members}
+
+    def select_value(self) -> str | None:
+        """Return the option of the member that is On (None when none is)."""
+        options = self.options()
+        return next((options[m.name] for m in self.members.values() if m.is_on), None)
+
+    def member_value(self, member: Member) -> object:
+        """Return a member's value as a channel carries it."""
+        match self.kind:
+            case VectorKind.NUMBER:
+                return parse_number(member.value)
+            case VectorKind.SWITCH:
+                return member.is_on
+            case VectorKind.LIGHT:
+                light = member.value.lower()
+                return light if light in LIGHT_OPTIONS else None
+            case VectorKind.BLOB:
+                return None
+            case _:
+                return member.value
+
+    def current_values(self) -> dict[str, object]:
+        """Return every member's current value (the values of a CommandResult)."""
+        return {
+            member.name: self.member_value(member) for member in self.members.values()
+        }
+
+    def channel_of(self, member: Member) -> str:
+        """Return the key of the channel a member's value appears on."""
+        return self.name if self.is_select else f"{self.name}.{member.name}"
+
+
+@dataclass(slots=True)
+class Device:
+    """An INDI device: its vectors, whether it exists now and the details last announced."""
+
+    name: str
+    vectors: dict[str, Vector] = field(default_factory=dict)
+    present: bool = False
+    announced: tuple[str | None, str | None] | None = None
+    channels: dict[str, str] = field(default_factory=dict)
+    """channel key -> vector name."""
+
+    def driver_info(self) -> tuple[str | None, str | None]:
+        """Return (model, sw_version) from indilib's standard DRIVER_INFO text vector."""
+        vector = self.vectors.get(DRIVER_INFO_VECTOR)
+        if vector is None or vector.kind is not VectorKind.TEXT:
+            return None, None
+
+        def text(member_name: str) -> str | None:
+            member = vector.members.get(member_name)
+            return (member.value.strip() or None) if member else None
+
+        return text(DRIVER_NAME_MEMBER), text(DRIVER_VERSION_MEMBER)
