@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
-from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.setup import async_setup_component
+from homeassistant.util import dt as dt_util
 import pytest
+from pytest_homeassistant_custom_component.common import async_fire_time_changed
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
 )
@@ -226,3 +230,42 @@ async def test_diagnostics_redacted(
     assert channels["targetvector.target"]["platform"] == "number"
     assert hub["event_queue"]["processed"] >= 5
     assert "127.0.0.1" not in str(diagnostics)
+
+
+async def test_queue_sensors_disabled_by_default_and_sampled_when_enabled(
+    hass: HomeAssistant, indi_replay: IndiReplayServer
+) -> None:
+    """The event queue's figures are diagnostic sensors, off by default; enabled, they report the queue."""
+    indi_replay.definitions = THERMO_DEFS
+    entry = indi_entry(hass, indi_replay.port)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await wait_for_entity(
+        hass, "sensor", f"{entry.entry_id}:Thermostat:temperaturevector.temperature"
+    )
+    registry = er.async_get(hass)
+    ids = {
+        key: registry.async_get_entity_id("sensor", DOMAIN, f"{entry.entry_id}:_{key}")
+        for key in ("event_queue_depth", "event_rate", "event_wait_p95")
+    }
+    for entity_id in ids.values():
+        assert entity_id is not None
+        registry_entry = registry.async_get(entity_id)
+        assert registry_entry is not None
+        assert registry_entry.disabled_by is er.RegistryEntryDisabler.INTEGRATION
+        assert registry_entry.entity_category is EntityCategory.DIAGNOSTIC
+        assert hass.states.get(entity_id) is None
+        registry.async_update_entity(entity_id, disabled_by=None)
+    await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    await wait_for_state(hass, "sensor.thermostat_temperature", state_is("19.6"))
+
+    await indi_replay.push(
+        '<setNumberVector device="Thermostat" name="temperaturevector" state="Ok">'
+        '<oneNumber name="temperature">20.00</oneNumber></setNumberVector>'
+    )
+    await wait_for_state(hass, "sensor.thermostat_temperature", state_is("20.0"))
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=11))
+    await hass.async_block_till_done()
+    assert float(state_of(hass, str(ids["event_queue_depth"]))) == 0
+    assert float(state_of(hass, str(ids["event_wait_p95"]))) > 0
+    assert state_of(hass, str(ids["event_rate"])) != "unknown"
