@@ -10,6 +10,7 @@ from homeassistant.core import (
     Event,
     EventStateChangedData,
     HomeAssistant,
+    ServiceResponse,
     State,
     callback,
 )
@@ -93,6 +94,28 @@ async def wait_for_entity(
     found = entity_id()
     assert found is not None
     return found
+
+
+async def set_property(
+    hass: HomeAssistant,
+    entry_id: str,
+    device: str,
+    prop: str,
+    values: dict[str, object],
+) -> ServiceResponse:
+    """Call instrument_hub.set_property as an automation would, and return its response."""
+    return await hass.services.async_call(
+        DOMAIN,
+        "set_property",
+        {
+            "config_entry_id": entry_id,
+            "device": device,
+            "property": prop,
+            "values": values,
+        },
+        blocking=True,
+        return_response=True,
+    )
 
 
 def state_of(hass: HomeAssistant, entity_id: str) -> str:

@@ -12,11 +12,10 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 import pytest
 
-from custom_components.instrument_hub.const import DOMAIN
-
 from .helpers import (
     StatePredicate,
     indi_entry,
+    set_property,
     state_is,
     state_not,
     state_of,
@@ -227,18 +226,7 @@ async def test_link_loss_and_recovery_logged_once(
     await indi_replay.drop_clients()
     await wait_for_state(hass, gain, state_is(STATE_UNAVAILABLE))
     with pytest.raises(HomeAssistantError) as err:
-        await hass.services.async_call(
-            DOMAIN,
-            "set_property",
-            {
-                "config_entry_id": entry_id,
-                "device": CCD,
-                "property": "CCD_GAIN",
-                "values": {"GAIN": 120},
-            },
-            blocking=True,
-            return_response=True,
-        )
+        await set_property(hass, entry_id, CCD, "CCD_GAIN", {"GAIN": 120})
     assert err.value.translation_key in {"not_connected", "unknown_target"}
 
 

@@ -25,6 +25,7 @@ import pytest
 from custom_components.instrument_hub.const import DOMAIN, SOURCE_INDI
 
 from .helpers import (
+    set_property,
     state_is,
     state_not,
     state_of,
@@ -119,17 +120,8 @@ async def test_thermostat_through_home_assistant(
 
     # An invalid target is refused by the server: its Alert message reaches the user.
     with pytest.raises(HomeAssistantError) as err:
-        await hass.services.async_call(
-            DOMAIN,
-            "set_property",
-            {
-                "config_entry_id": entry_id,
-                "device": "Thermostat",
-                "property": "targetvector",
-                "values": {"target": "abc"},
-            },
-            blocking=True,
-            return_response=True,
+        await set_property(
+            hass, entry_id, "Thermostat", "targetvector", {"target": "abc"}
         )
     assert err.value.translation_key == "command_rejected"
     assert "Invalid target" in str(err.value)

@@ -22,7 +22,14 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from custom_components.instrument_hub import async_remove_config_entry_device
 from custom_components.instrument_hub.const import DOMAIN
 
-from .helpers import indi_entry, state_is, state_of, wait_for_entity, wait_for_state
+from .helpers import (
+    indi_entry,
+    set_property,
+    state_is,
+    state_of,
+    wait_for_entity,
+    wait_for_state,
+)
 from .indi_replay import IndiReplayServer, lines_matching, server_lines
 from .peers import free_port
 
@@ -112,17 +119,8 @@ async def test_set_property_action(
         hass, "number", f"{entry.entry_id}:Thermostat:targetvector.target"
     )
 
-    response = await hass.services.async_call(
-        DOMAIN,
-        "set_property",
-        {
-            "config_entry_id": entry.entry_id,
-            "device": "Thermostat",
-            "property": "targetvector",
-            "values": {"target": 18.5},
-        },
-        blocking=True,
-        return_response=True,
+    response = await set_property(
+        hass, entry.entry_id, "Thermostat", "targetvector", {"target": 18.5}
     )
     assert response is not None
     assert response["state"] == "Ok"
@@ -132,49 +130,16 @@ async def test_set_property_action(
     await wait_for_state(hass, target, state_is("18.5"))
 
     with pytest.raises(ServiceValidationError) as err:
-        await hass.services.async_call(
-            DOMAIN,
-            "set_property",
-            {
-                "config_entry_id": entry.entry_id,
-                "device": "Nope",
-                "property": "x",
-                "values": {"a": 1},
-            },
-            blocking=True,
-            return_response=True,
-        )
+        await set_property(hass, entry.entry_id, "Nope", "x", {"a": 1})
     assert err.value.translation_key == "unknown_target"
 
     with pytest.raises(ServiceValidationError) as err:
-        await hass.services.async_call(
-            DOMAIN,
-            "set_property",
-            {
-                "config_entry_id": "missing",
-                "device": "T",
-                "property": "x",
-                "values": {"a": 1},
-            },
-            blocking=True,
-            return_response=True,
-        )
+        await set_property(hass, "missing", "T", "x", {"a": 1})
     assert err.value.translation_key == "entry_not_found"
 
     await hass.config_entries.async_unload(entry.entry_id)
     with pytest.raises(ServiceValidationError) as err:
-        await hass.services.async_call(
-            DOMAIN,
-            "set_property",
-            {
-                "config_entry_id": entry.entry_id,
-                "device": "T",
-                "property": "x",
-                "values": {"a": 1},
-            },
-            blocking=True,
-            return_response=True,
-        )
+        await set_property(hass, entry.entry_id, "T", "x", {"a": 1})
     assert err.value.translation_key == "entry_not_loaded"
 
 
