@@ -301,3 +301,24 @@ async def test_blob_names_cannot_escape_the_folder(
     assert saved.is_relative_to((tmp_path / "config" / "instrument_hub").resolve())
     assert saved.read_bytes() == b"owned"
     assert not list(tmp_path.glob("x*")) and not (tmp_path / "up").exists()
+
+
+async def test_property_gone_during_an_outage_stays_unavailable(
+    hass: HomeAssistant, indi_replay: IndiReplayServer
+) -> None:
+    """After a reconnect only what the server defines again comes back; a vanished property stays unavailable."""
+    indi_replay.definitions = EXTRAS_DEFS
+    entry_id = await _setup(hass, indi_replay)
+    light = await wait_for_entity(
+        hass, "sensor", f"{entry_id}:Extras:heaterlight.heater"
+    )
+    hour_angle = await wait_for_entity(
+        hass, "sensor", f"{entry_id}:Extras:havector.hourangle"
+    )
+
+    indi_replay.definitions = [d for d in EXTRAS_DEFS if 'name="havector"' not in d]
+    await indi_replay.drop_clients()
+    await wait_for_state(hass, light, state_is(STATE_UNAVAILABLE))
+    await wait_for_state(hass, light, state_is("idle"), timeout=15)
+    assert indi_replay.connections == 2
+    assert state_of(hass, hour_angle) == STATE_UNAVAILABLE

@@ -192,8 +192,9 @@ class IndiSource(Source):
         self, device_key: str, channel_key: str, value: object
     ) -> CommandResult:
         """Write one channel: send the whole vector and wait for the device's answer."""
-        device, vector = self._channel_vector(device_key, channel_key)
+        # Connection first: while down every vector is undefined, and "not connected" is the real cause.
         self._require_connected()
+        device, vector = self._channel_vector(device_key, channel_key)
         self._require_writable(vector)
         if vector.is_select:
             wire = select_values(vector, value)
@@ -212,6 +213,7 @@ class IndiSource(Source):
         texts take strings. For an exclusive (OneOfMany/AtMostOne) switch vector, a member turned
         On turns the unspecified members Off.
         """
+        self._require_connected()
         found_device, vector = self._vector(device, name)
         unknown = sorted(set(values) - set(vector.members))
         if unknown:
@@ -220,7 +222,6 @@ class IndiSource(Source):
                 device=device,
                 channel=name,
             )
-        self._require_connected()
         self._require_writable(vector)
         if not values:
             raise InvalidValue(f"no values given for {device}.{name}", value="")
@@ -274,6 +275,8 @@ class IndiSource(Source):
             item = await self._queue.get()
             try:
                 if isinstance(item, _LinkChange):
+                    if not item.up:
+                        self._forget_definitions()
                     self._emit(LinkUp() if item.up else LinkDown(item.reason))
                 else:
                     await self._process_element(item)
@@ -396,6 +399,20 @@ class IndiSource(Source):
             ),
         )
         self._emit(DeviceLost(device.name, message or DEVICE_DELETED_REASON))
+
+    def _forget_definitions(self) -> None:
+        """After a lost link only what the server defines again is real: disable every vector.
+
+        The server answers the getProperties of the reconnect with a def for everything it still has;
+        a property (or device) that vanished while the link was down then stays unavailable instead of
+        coming back with a stale value.
+        """
+        for device in self._devices.values():
+            for vector in device.vectors.values():
+                if vector.enabled:
+                    vector.enabled = False
+                    for key in vector.channel_keys:
+                        self._emit(ChannelRemoved(device.name, key))
 
     def _on_message(self, message: ServerMessage) -> None:
         if not message.message:
