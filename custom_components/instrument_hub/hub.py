@@ -403,14 +403,12 @@ class Hub:
 
     def _register_device(self, info: DeviceFound) -> None:
         registry = dr.async_get(self.hass)
-        via_key = (
-            info.via_device_key
-            if info.via_device_key in self.devices
-            else HUB_DEVICE_KEY
-        )
+        # Sub-devices hang off the device that relays them, everything else off the endpoint.
+        via_key = info.via_device_key
+        if via_key is None or via_key not in self.devices:
+            via_key = HUB_DEVICE_KEY
         via = registry.async_get_device_by_identifier(
-            (DOMAIN, self.device_identifier(via_key or HUB_DEVICE_KEY)),
-            self.entry.entry_id,
+            (DOMAIN, self.device_identifier(via_key)), self.entry.entry_id
         )
         registry.async_get_or_create(
             config_entry_id=self.entry.entry_id,

@@ -45,7 +45,13 @@ from custom_components.instrument_hub.sources.indi.protocol import (
     parse_element,
 )
 
-from .conftest import EventRecorder, FakeIndiServer, ReplyRule, server_lines
+from .conftest import (
+    WAIT_SECONDS,
+    EventRecorder,
+    FakeIndiServer,
+    ReplyRule,
+    server_lines,
+)
 
 THERMO = server_lines("capture_thermo.txt")
 EXTRAS = server_lines("capture_extras.txt")
@@ -1077,3 +1083,49 @@ async def test_diagnostics(start_source: StartSource, recorder: EventRecorder) -
     }
     assert diagnostics["devices"]["Mount"]["model"] == "Telescope Simulator"
     json.dumps(diagnostics)
+
+
+async def test_slow_consumer_pauses_reading_instead_of_queueing_without_bound(
+    start_source: StartSource,
+    indi_server: FakeIndiServer,
+    recorder: EventRecorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the worker is stuck, the reader stops past the high-water mark; nothing is lost after."""
+    monkeypatch.setattr(source_module, "QUEUE_HIGH_WATER_BYTES", 4096)
+    source = await start_source(THERMO_DEFS)
+    await wait_defined(recorder, "Thermostat", "temperaturevector.temperature")
+
+    gate = asyncio.Event()
+    original_on_set = source._on_set
+
+    async def stuck_on_set(update: Any) -> None:
+        await gate.wait()
+        await original_on_set(update)
+
+    monkeypatch.setattr(source, "_on_set", stuck_on_set)
+    readings = [
+        '<setNumberVector device="Thermostat" name="temperaturevector" state="Ok">'
+        f'<oneNumber name="temperature">{20 + i / 1000:.3f}</oneNumber></setNumberVector>'
+        for i in range(2000)
+    ]
+    send = asyncio.create_task(indi_server.send("".join(readings)))
+    async with asyncio.timeout(WAIT_SECONDS):
+        while source.diagnostics()["counters"]["reader_pauses"] == 0:
+            await asyncio.sleep(
+                0.01
+            )  # polling a counter: the pause has no event of its own
+    queued = source.diagnostics()["queued_bytes"]
+    assert (
+        4096 < queued <= 4096 + 65536
+    )  # at most one read beyond the mark, not the 280 kB sent
+
+    gate.set()
+    await send
+    last = await wait_reading(
+        recorder, "Thermostat", "temperaturevector.temperature", count=2000
+    )
+    assert last.value == pytest.approx(21.999)
+    values = [e.value for e in recorder.of_type(Reading)]
+    assert values == [pytest.approx(20 + i / 1000) for i in range(2000)]
+    assert source.diagnostics()["queued_bytes"] == 0

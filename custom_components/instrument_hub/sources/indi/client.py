@@ -8,7 +8,7 @@ properties (``getProperties``), because the server tells a new connection nothin
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 import logging
 import random
 from typing import Any
@@ -34,6 +34,9 @@ type TaskFactory = Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]
 """Creates a named background task (Home Assistant passes entry.async_create_background_task)."""
 type ElementCallback = Callable[[bytes], None]
 type LinkCallback = Callable[[bool, str], None]
+type Backpressure = Callable[[], Awaitable[None]]
+"""Awaited after each read: returns when the consumer has room, so a slow consumer pauses reading
+(and TCP then slows the server) instead of letting its queue grow without bound."""
 
 
 def loop_task_factory(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
@@ -69,8 +72,10 @@ class IndiConnection:
         backoff_max: float = 60.0,
         max_element_bytes: int = DEFAULT_MAX_ELEMENT_BYTES,
         task_factory: TaskFactory | None = None,
+        backpressure: Backpressure | None = None,
     ) -> None:
         """Prepare the connection; nothing happens before connect() or start()."""
+        self._backpressure = backpressure
         self._host = host
         self._port = port
         self._on_element = on_element
@@ -235,6 +240,8 @@ class IndiConnection:
                 self._bytes_in += len(data)
                 for element in self._splitter.feed(data):
                     self._deliver(element)
+                if self._backpressure is not None:
+                    await self._backpressure()
         except NotConnected as err:
             reason = _describe(err.__cause__ or err)
         except OSError as err:

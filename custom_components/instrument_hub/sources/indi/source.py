@@ -77,6 +77,8 @@ _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_MAX_BLOB_BYTES: Final = 50 * 1024 * 1024
 DEFAULT_EXECUTOR_THRESHOLD: Final = 65536
+QUEUE_HIGH_WATER_BYTES: Final = 8 * 1024 * 1024
+"""Unhandled bytes after which the connection stops reading until the worker catches up."""
 _ELEMENT_OVERHEAD: Final = 1024 * 1024
 """Room for the XML around a BLOB's base64 when sizing the largest element kept."""
 
@@ -103,6 +105,7 @@ class _Counters:
     blob_bytes: int = 0
     blobs_skipped: int = 0
     keepalives: int = 0
+    reader_pauses: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +153,13 @@ class IndiSource(Source):
             backoff_max=backoff_max,
             max_element_bytes=_element_limit(max_blob_bytes),
             task_factory=task_factory,
+            backpressure=self._wait_for_room,
         )
         self._queue: asyncio.Queue[bytes | _LinkChange] = asyncio.Queue()
+        # Bytes of elements queued but not handled yet; reading pauses above QUEUE_HIGH_WATER_BYTES.
+        self._queued_bytes = 0
+        self._room = asyncio.Event()
+        self._room.set()
         self._worker: asyncio.Task[None] | None = None
         self._sink: EventSink | None = None
         self._devices: dict[str, Device] = {}
@@ -187,6 +195,8 @@ class IndiSource(Source):
             lambda: self._not_connected("the INDI source was stopped"),
         )
         self._queue = asyncio.Queue()
+        self._queued_bytes = 0
+        self._room.set()
 
     async def async_write(
         self, device_key: str, channel_key: str, value: object
@@ -252,12 +262,27 @@ class IndiSource(Source):
             },
             "pending_commands": self._pending.count(),
             "queued_items": self._queue.qsize(),
+            "queued_bytes": self._queued_bytes,
         }
 
     # ------------------------------------------------------------------ connection callbacks
 
     def _on_element(self, raw: bytes) -> None:
+        self._queued_bytes += len(raw)
+        if self._queued_bytes > QUEUE_HIGH_WATER_BYTES:
+            self._room.clear()
         self._queue.put_nowait(raw)
+
+    async def _wait_for_room(self) -> None:
+        """Hold the reader while the worker is behind by more than QUEUE_HIGH_WATER_BYTES."""
+        if not self._room.is_set():
+            self._counters.reader_pauses += 1
+            await self._room.wait()
+
+    def _handled(self, raw: bytes) -> None:
+        self._queued_bytes -= len(raw)
+        if self._queued_bytes <= QUEUE_HIGH_WATER_BYTES:
+            self._room.set()
 
     def _on_link(self, up: bool, reason: str) -> None:
         if not up:
@@ -279,7 +304,10 @@ class IndiSource(Source):
                         self._forget_definitions()
                     self._emit(LinkUp() if item.up else LinkDown(item.reason))
                 else:
-                    await self._process_element(item)
+                    try:
+                        await self._process_element(item)
+                    finally:
+                        self._handled(item)
             except Exception:
                 _LOGGER.exception(
                     "Error while handling INDI data from %s", self._connection.endpoint
