@@ -84,6 +84,11 @@ class IndiReplayServer:
                 self._received_event.clear()
                 await self._received_event.wait()
 
+    async def wait_closed_by_clients(self, timeout: float = 5.0) -> None:
+        """Wait (bounded) until every client closed its connection (EOF seen by the server)."""
+        async with asyncio.timeout(timeout):
+            await asyncio.gather(*list(self._handlers))
+
     async def _handle(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:

@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import EntityCategory
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP, EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr, entity_registry as er
@@ -234,3 +234,19 @@ async def test_queue_sensors_disabled_by_default_and_sampled_when_enabled(
     assert float(state_of(hass, str(ids["event_queue_depth"]))) == 0
     assert float(state_of(hass, str(ids["event_wait_p95"]))) > 0
     assert state_of(hass, str(ids["event_rate"])) != "unknown"
+
+
+async def test_home_assistant_stop_closes_the_connection(
+    hass: HomeAssistant, indi_replay: IndiReplayServer
+) -> None:
+    """When Home Assistant stops, the connection is closed at once; a later unload is still clean."""
+    indi_replay.definitions = THERMO_DEFS
+    entry = indi_entry(hass, indi_replay.port)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await wait_for_entity(
+        hass, "sensor", f"{entry.entry_id}:Thermostat:temperaturevector.temperature"
+    )
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
+    await hass.async_block_till_done()
+    await indi_replay.wait_closed_by_clients()
+    assert await hass.config_entries.async_unload(entry.entry_id)
