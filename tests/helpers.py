@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_HOST, CONF_PORT, EVENT_STATE_CHANGED
 from homeassistant.core import (
     Event,
@@ -19,6 +20,8 @@ from homeassistant.helpers.event import async_track_state_change_event
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.instrument_hub.const import CONF_SOURCE_KIND, DOMAIN, SOURCE_INDI
+
+from .indi_replay import IndiReplayServer
 
 type StatePredicate = Callable[[State | None], bool]
 
@@ -133,6 +136,18 @@ def state_is(value: str) -> StatePredicate:
 def state_not(value: str) -> StatePredicate:
     """Predicate: the entity exists and its state differs from ``value``."""
     return lambda state: state is not None and state.state != value
+
+
+async def setup_indi_entry(
+    hass: HomeAssistant,
+    server: IndiReplayServer,
+    options: dict[str, object] | None = None,
+) -> MockConfigEntry:
+    """Add and set up an entry for a scripted server (its definitions already given); it must load."""
+    entry = indi_entry(hass, server.port, options)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.LOADED
+    return entry
 
 
 def indi_entry(

@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 import zlib
 
-from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE, STATE_UNKNOWN
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
@@ -15,7 +14,13 @@ import pytest
 
 from custom_components.instrument_hub.const import DOMAIN
 
-from .helpers import indi_entry, state_is, state_of, wait_for_entity, wait_for_state
+from .helpers import (
+    setup_indi_entry,
+    state_is,
+    state_of,
+    wait_for_entity,
+    wait_for_state,
+)
 from .indi_replay import IndiReplayServer, lines_matching, server_lines
 
 THERMO = server_lines("capture_thermo.txt")
@@ -24,23 +29,12 @@ THERMO_DEFS = lines_matching(THERMO, r"^<def")[:4]
 EXTRAS_DEFS = lines_matching(EXTRAS, r"^<def")[:3]
 
 
-async def _setup(
-    hass: HomeAssistant,
-    server: IndiReplayServer,
-    options: dict[str, object] | None = None,
-) -> str:
-    entry = indi_entry(hass, server.port, options)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    assert entry.state is ConfigEntryState.LOADED
-    return str(entry.entry_id)
-
-
 async def test_thermostat_definitions_become_a_device_with_entities(
     hass: HomeAssistant, indi_replay: IndiReplayServer
 ) -> None:
     """One device 'Thermostat' under the server, with typed entities and the captured values."""
     indi_replay.definitions = THERMO_DEFS
-    entry_id = await _setup(hass, indi_replay)
+    entry_id = (await setup_indi_entry(hass, indi_replay)).entry_id
 
     temperature = await wait_for_entity(
         hass, "sensor", f"{entry_id}:Thermostat:temperaturevector.temperature"
@@ -99,7 +93,7 @@ async def test_light_text_and_sexagesimal(
 ) -> None:
     """Light → enum sensor; rw Text → text entity; '%010.6m' number → plain float sensor."""
     indi_replay.definitions = EXTRAS_DEFS
-    entry_id = await _setup(hass, indi_replay)
+    entry_id = (await setup_indi_entry(hass, indi_replay)).entry_id
     light = await wait_for_entity(
         hass, "sensor", f"{entry_id}:Extras:heaterlight.heater"
     )
@@ -136,7 +130,7 @@ async def test_text_write_is_escaped_and_confirmed(
     indi_replay.reply_rules.append(
         lambda data: reply if b"<newTextVector" in data else None
     )
-    entry_id = await _setup(hass, indi_replay)
+    entry_id = (await setup_indi_entry(hass, indi_replay)).entry_id
     note = await wait_for_entity(hass, "text", f"{entry_id}:Extras:notevector.note")
 
     await hass.services.async_call(
@@ -154,7 +148,7 @@ async def test_delete_and_redefine(
 ) -> None:
     """DelProperty of a vector or a device → unavailable; re-definition → back, no duplicates."""
     indi_replay.definitions = EXTRAS_DEFS
-    entry_id = await _setup(hass, indi_replay)
+    entry_id = (await setup_indi_entry(hass, indi_replay)).entry_id
     light = await wait_for_entity(
         hass, "sensor", f"{entry_id}:Extras:heaterlight.heater"
     )
@@ -196,7 +190,7 @@ async def test_malformed_xml_is_logged_once_and_skipped(
 ) -> None:
     """Broken or truncated elements mid-stream are skipped, logged once; later elements still apply."""
     indi_replay.definitions = THERMO_DEFS
-    entry_id = await _setup(hass, indi_replay)
+    entry_id = (await setup_indi_entry(hass, indi_replay)).entry_id
     temperature = await wait_for_entity(
         hass, "sensor", f"{entry_id}:Thermostat:temperaturevector.temperature"
     )
@@ -237,7 +231,11 @@ async def test_blobs_saved_and_event_fired(
     """EnableBLOB is sent; a pushed BLOB (plain or .z) is saved under the config folder and fires the event."""
     hass.config.config_dir = str(tmp_path)
     indi_replay.definitions = THERMO_DEFS
-    entry_id = await _setup(hass, indi_replay, {"blob_folder": "blobs", "blob_keep": 2})
+    entry_id = (
+        await setup_indi_entry(
+            hass, indi_replay, {"blob_folder": "blobs", "blob_keep": 2}
+        )
+    ).entry_id
     logs = await wait_for_entity(
         hass, "event", f"{entry_id}:Thermostat:logsvector.templogs"
     )
@@ -285,7 +283,7 @@ async def test_blob_names_cannot_escape_the_folder(
         '<defBLOBVector device="../../x" name="../up" label="Evil" group="G" state="Ok" perm="ro">'
         '<defBLOB name="/etc/passwd" label="E"/></defBLOBVector>'
     ]
-    entry_id = await _setup(hass, indi_replay)
+    entry_id = (await setup_indi_entry(hass, indi_replay)).entry_id
     evil = await wait_for_entity(hass, "event", f"{entry_id}:../../x:../up./etc/passwd")
     await indi_replay.wait_received(b"<enableBLOB")
     payload = base64.b64encode(b"owned").decode()
@@ -308,7 +306,7 @@ async def test_property_gone_during_an_outage_stays_unavailable(
 ) -> None:
     """After a reconnect only what the server defines again comes back; a vanished property stays unavailable."""
     indi_replay.definitions = EXTRAS_DEFS
-    entry_id = await _setup(hass, indi_replay)
+    entry_id = (await setup_indi_entry(hass, indi_replay)).entry_id
     light = await wait_for_entity(
         hass, "sensor", f"{entry_id}:Extras:heaterlight.heater"
     )

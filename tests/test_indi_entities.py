@@ -14,8 +14,8 @@ import pytest
 
 from .helpers import (
     StatePredicate,
-    indi_entry,
     set_property,
+    setup_indi_entry,
     state_is,
     state_not,
     state_of,
@@ -49,16 +49,6 @@ DEFINITIONS = [
 ]
 
 
-async def _setup(
-    hass: HomeAssistant,
-    server: IndiReplayServer,
-    options: dict[str, object] | None = None,
-) -> str:
-    entry = indi_entry(hass, server.port, options)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    return str(entry.entry_id)
-
-
 def _uid(entry_id: str, channel: str) -> str:
     return f"{entry_id}:{CCD}:{channel}"
 
@@ -68,7 +58,7 @@ async def test_switch_shapes_text_and_numbers(
 ) -> None:
     """OneOfMany → select, AnyOfMany → switches, ro switch → binary sensor, ro text → sensor, numbers."""
     indi_replay.definitions = DEFINITIONS
-    entry_id = await _setup(hass, indi_replay)
+    entry_id = (await setup_indi_entry(hass, indi_replay)).entry_id
 
     frame = await wait_for_entity(hass, "select", _uid(entry_id, "CCD_FRAME_TYPE"))
     state = hass.states.get(frame)
@@ -137,7 +127,7 @@ async def test_connection_switch_off_makes_the_device_unavailable(
 ) -> None:
     """A CONNECTION switch Off (indilib): the device's entities go unavailable, except the control that reconnects."""
     indi_replay.definitions = DEFINITIONS
-    entry_id = await _setup(hass, indi_replay)
+    entry_id = (await setup_indi_entry(hass, indi_replay)).entry_id
     connection = await wait_for_entity(hass, "select", _uid(entry_id, "CONNECTION"))
     gain = await wait_for_entity(hass, "number", _uid(entry_id, "CCD_GAIN.GAIN"))
     assert state_of(hass, connection) == "Connect"
@@ -161,7 +151,7 @@ async def test_messages_fire_event_entities(
 ) -> None:
     """A device's message fires its device's Message event; a server message fires the server's."""
     indi_replay.definitions = DEFINITIONS
-    entry_id = await _setup(hass, indi_replay)
+    entry_id = (await setup_indi_entry(hass, indi_replay)).entry_id
     device_messages = await wait_for_entity(hass, "event", _uid(entry_id, "_messages"))
     server_messages = await wait_for_entity(hass, "event", f"{entry_id}:_messages")
     assert state_of(hass, device_messages) == STATE_UNKNOWN
@@ -200,7 +190,7 @@ async def test_link_loss_and_recovery_logged_once(
 ) -> None:
     """Dropping the connection makes everything unavailable; the reconnect restores it, logging once each way."""
     indi_replay.definitions = DEFINITIONS
-    entry_id = await _setup(hass, indi_replay)
+    entry_id = (await setup_indi_entry(hass, indi_replay)).entry_id
     gain = await wait_for_entity(hass, "number", _uid(entry_id, "CCD_GAIN.GAIN"))
     connected = await wait_for_entity(hass, "binary_sensor", f"{entry_id}:_link")
     caplog.set_level(logging.INFO, logger="custom_components.instrument_hub")
@@ -260,9 +250,13 @@ async def test_blob_options_cap_and_retention(
     """Files over the size cap are not saved (warned once); only the newest N are kept."""
     hass.config.config_dir = str(tmp_path)
     indi_replay.definitions = [BLOB_DEF]
-    entry_id = await _setup(
-        hass, indi_replay, {"blob_folder": "frames", "blob_max_mb": 1, "blob_keep": 2}
-    )
+    entry_id = (
+        await setup_indi_entry(
+            hass,
+            indi_replay,
+            {"blob_folder": "frames", "blob_max_mb": 1, "blob_keep": 2},
+        )
+    ).entry_id
     image = await wait_for_entity(hass, "event", _uid(entry_id, "CCD1.CCD1"))
     await indi_replay.wait_received(b"<enableBLOB")
 
@@ -295,7 +289,9 @@ async def test_blobs_disabled_sends_no_enable(
 ) -> None:
     """With file reception off, the server is never asked for BLOBs."""
     indi_replay.definitions = [BLOB_DEF, *DEFINITIONS[-1:]]
-    entry_id = await _setup(hass, indi_replay, {"blobs_enabled": False})
+    entry_id = (
+        await setup_indi_entry(hass, indi_replay, {"blobs_enabled": False})
+    ).entry_id
     await wait_for_entity(hass, "number", _uid(entry_id, "CCD_GAIN.GAIN"))
     image = await wait_for_entity(hass, "event", _uid(entry_id, "CCD1.CCD1"))
     assert b"<enableBLOB" not in indi_replay.received
@@ -318,7 +314,9 @@ async def test_unwritable_blob_folder_is_reported_not_fatal(
     hass.config.config_dir = str(tmp_path)
     (tmp_path / "frames").write_text("a file where the folder should be")
     indi_replay.definitions = [BLOB_DEF]
-    entry_id = await _setup(hass, indi_replay, {"blob_folder": "frames"})
+    entry_id = (
+        await setup_indi_entry(hass, indi_replay, {"blob_folder": "frames"})
+    ).entry_id
     image = await wait_for_entity(hass, "event", _uid(entry_id, "CCD1.CCD1"))
     await indi_replay.wait_received(b"<enableBLOB")
     await indi_replay.push(_blob(b"frame", 1))

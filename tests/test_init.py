@@ -25,6 +25,7 @@ from custom_components.instrument_hub.const import DOMAIN
 from .helpers import (
     indi_entry,
     set_property,
+    setup_indi_entry,
     state_is,
     state_of,
     wait_for_entity,
@@ -59,8 +60,7 @@ async def test_unload_closes_the_connection(
 ) -> None:
     """Unloading removes the entities' availability and closes the socket (server sees EOF)."""
     indi_replay.definitions = THERMO_DEFS
-    entry = indi_entry(hass, indi_replay.port)
-    assert await hass.config_entries.async_setup(entry.entry_id)
+    entry = await setup_indi_entry(hass, indi_replay)
     temperature = await wait_for_entity(
         hass, "sensor", f"{entry.entry_id}:Thermostat:temperaturevector.temperature"
     )
@@ -85,8 +85,7 @@ async def test_number_write_confirmed_and_alert_raised(
         if b"<newNumberVector" in data and replies
         else None
     )
-    entry = indi_entry(hass, indi_replay.port)
-    assert await hass.config_entries.async_setup(entry.entry_id)
+    entry = await setup_indi_entry(hass, indi_replay)
     target = await wait_for_entity(
         hass, "number", f"{entry.entry_id}:Thermostat:targetvector.target"
     )
@@ -113,8 +112,7 @@ async def test_set_property_action(
     indi_replay.reply_rules.append(
         lambda data: TARGET_OK.encode() if b"<newNumberVector" in data else None
     )
-    entry = indi_entry(hass, indi_replay.port)
-    assert await hass.config_entries.async_setup(entry.entry_id)
+    entry = await setup_indi_entry(hass, indi_replay)
     target = await wait_for_entity(
         hass, "number", f"{entry.entry_id}:Thermostat:targetvector.target"
     )
@@ -149,8 +147,7 @@ async def test_stale_device_can_be_removed_present_one_cannot(
     """A device the server deleted can be removed by the user; a present one and the hub cannot."""
     assert await async_setup_component(hass, "config", {})
     indi_replay.definitions = THERMO_DEFS
-    entry = indi_entry(hass, indi_replay.port)
-    assert await hass.config_entries.async_setup(entry.entry_id)
+    entry = await setup_indi_entry(hass, indi_replay)
     temperature = await wait_for_entity(
         hass, "sensor", f"{entry.entry_id}:Thermostat:temperaturevector.temperature"
     )
@@ -177,8 +174,7 @@ async def test_diagnostics_redacted(
 ) -> None:
     """Diagnostics show the model and queue figures, without the host or BLOB bytes."""
     indi_replay.definitions = THERMO_DEFS
-    entry = indi_entry(hass, indi_replay.port)
-    assert await hass.config_entries.async_setup(entry.entry_id)
+    entry = await setup_indi_entry(hass, indi_replay)
     await wait_for_entity(
         hass, "sensor", f"{entry.entry_id}:Thermostat:temperaturevector.temperature"
     )
@@ -202,8 +198,7 @@ async def test_queue_sensors_disabled_by_default_and_sampled_when_enabled(
 ) -> None:
     """The event queue's figures are diagnostic sensors, off by default; enabled, they report the queue."""
     indi_replay.definitions = THERMO_DEFS
-    entry = indi_entry(hass, indi_replay.port)
-    assert await hass.config_entries.async_setup(entry.entry_id)
+    entry = await setup_indi_entry(hass, indi_replay)
     await wait_for_entity(
         hass, "sensor", f"{entry.entry_id}:Thermostat:temperaturevector.temperature"
     )
@@ -241,8 +236,7 @@ async def test_home_assistant_stop_closes_the_connection(
 ) -> None:
     """When Home Assistant stops, the connection is closed at once; a later unload is still clean."""
     indi_replay.definitions = THERMO_DEFS
-    entry = indi_entry(hass, indi_replay.port)
-    assert await hass.config_entries.async_setup(entry.entry_id)
+    entry = await setup_indi_entry(hass, indi_replay)
     await wait_for_entity(
         hass, "sensor", f"{entry.entry_id}:Thermostat:temperaturevector.temperature"
     )
