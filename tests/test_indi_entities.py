@@ -10,7 +10,10 @@ from homeassistant.components.number import NumberMode
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE, STATE_UNKNOWN
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import entity_registry as er
 import pytest
+
+from custom_components.instrument_hub.const import DOMAIN
 
 from .helpers import (
     StatePredicate,
@@ -328,3 +331,32 @@ async def test_unwritable_blob_folder_is_reported_not_fatal(
     await indi_replay.push(f'<message device="{CCD}" message="still alive"/>')
     messages = await wait_for_entity(hass, "event", _uid(entry_id, "_messages"))
     await wait_for_state(hass, messages, state_not(STATE_UNKNOWN))
+
+
+async def test_redefinition_that_changes_the_platform_replaces_the_entity(
+    hass: HomeAssistant, indi_replay: IndiReplayServer
+) -> None:
+    """A read-only number redefined as writable becomes a number entity; the sensor goes, no duplicate."""
+    read_only = (
+        f'<defNumberVector device="{CCD}" name="CCD_OFFSET" label="Offset" group="Main" state="Ok" perm="ro">'
+        '<defNumber name="OFFSET" label="Offset" format="%g" min="0" max="100" step="1">10</defNumber></defNumberVector>'
+    )
+    indi_replay.definitions = [read_only]
+    entry_id = (await setup_indi_entry(hass, indi_replay)).entry_id
+    sensor = await wait_for_entity(hass, "sensor", _uid(entry_id, "CCD_OFFSET.OFFSET"))
+    assert state_of(hass, sensor) == "10.0"
+
+    await indi_replay.push(
+        read_only.replace('perm="ro"', 'perm="rw"').replace(">10<", ">12<")
+    )
+    number = await wait_for_entity(hass, "number", _uid(entry_id, "CCD_OFFSET.OFFSET"))
+    assert state_of(hass, number) == "12.0"
+    await hass.async_block_till_done()
+    registry = er.async_get(hass)
+    assert (
+        registry.async_get_entity_id(
+            "sensor", DOMAIN, _uid(entry_id, "CCD_OFFSET.OFFSET")
+        )
+        is None
+    )
+    assert hass.states.get(sensor) is None

@@ -21,7 +21,7 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
-from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.util import dt as dt_util
 
@@ -487,13 +487,29 @@ class Hub:
         if channel is None:
             self._add_channel(device, definition)
             return
-        # A re-definition updates the existing entity (label, range, options); its platform stays, so
-        # the entity id stays: a device changing a channel's kind needs the stale entity removed by hand.
+        if platform_for(definition) != channel.platform:
+            # The device changed what the channel is (read-only became writable, a kind changed): the
+            # old entity cannot show it, so it goes and an entity of the right platform replaces it.
+            self._remove_entity(
+                definition.device_key, definition.channel_key, channel.platform
+            )
+            self._add_channel(device, definition)
+            return
+        # A re-definition updates the existing entity in place (label, range, options, value).
         channel.definition = definition
         channel.defined = True
         if definition.value is not None:
             channel.value = definition.value
         self._notify_channel(definition.device_key, definition.channel_key)
+
+    def _remove_entity(
+        self, device_key: str, channel_key: str, platform: Platform
+    ) -> None:
+        registry = er.async_get(self.hass)
+        unique_id = self.entity_unique_id(device_key, channel_key)
+        if entity_id := registry.async_get_entity_id(platform, DOMAIN, unique_id):
+            # Removing the registry entry also removes the entity object from its platform.
+            registry.async_remove(entity_id)
 
     def _channel_removed(self, event: ChannelRemoved) -> None:
         device = self.devices.get(event.device_key)
