@@ -538,18 +538,17 @@ class Hub:
         """Save a BLOB in the executor, then fire the channel's event with where it went."""
         attributes: dict[str, Any] = {"size": blob.size, "format": blob.format}
         settings = self.blob_settings
-        key = (reading.device_key, reading.channel_key)
-        if settings is None or blob.size > settings.max_bytes:
+        # The size cap is the source's job (it skips oversized BLOBs before decoding them); here only
+        # a server that pushes files although none were asked for (saving disabled) is left.
+        if settings is None:
+            key = (reading.device_key, reading.channel_key)
             if key not in self._blob_warned:
                 _LOGGER.warning(
-                    "%s: BLOB of %s %s not saved (%d bytes; saving %s)",
+                    "%s: BLOB of %s %s not saved (%d bytes; saving files is disabled)",
                     self.entry.title,
                     reading.device_key,
                     reading.channel_key,
                     blob.size,
-                    "disabled"
-                    if settings is None
-                    else f"limited to {settings.max_bytes} bytes",
                 )
                 self._blob_warned.add(key)
             attributes["path"] = None
