@@ -1,14 +1,13 @@
-"""Fixtures shared by the Home Assistant level tests."""
+"""Fixtures shared by the Home Assistant level tests and the protocol-source tests."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from homeassistant.core import HomeAssistant
 import pytest
 
-from .indi_replay import IndiReplayServer
+from .fake_indi import FakeIndiServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -20,14 +19,13 @@ def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
 
 
 @pytest.fixture
-async def indi_replay(
-    hass: HomeAssistant, socket_enabled: None
-) -> AsyncIterator[IndiReplayServer]:
-    """Run a scripted INDI server on 127.0.0.1 (captured traffic); closed after the test.
+async def indi_server(socket_enabled: None) -> AsyncIterator[FakeIndiServer]:
+    """Serve a scripted INDI server on 127.0.0.1, closed (every connection ended) after the test.
 
-    ``socket_enabled`` lifts the test plugin's socket block; connections stay limited to 127.0.0.1.
+    It needs no Home Assistant instance, so the source tests use it too. ``socket_enabled`` lifts
+    the test plugin's socket block; connections stay limited to 127.0.0.1.
     """
-    server = IndiReplayServer()
+    server = FakeIndiServer()
     await server.start()
     try:
         yield server

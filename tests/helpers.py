@@ -21,7 +21,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.instrument_hub.const import CONF_SOURCE_KIND, DOMAIN, SOURCE_INDI
 
-from .indi_replay import IndiReplayServer
+from .fake_indi import FakeIndiServer
 
 type StatePredicate = Callable[[State | None], bool]
 
@@ -140,7 +140,7 @@ def state_not(value: str) -> StatePredicate:
 
 async def setup_indi_entry(
     hass: HomeAssistant,
-    server: IndiReplayServer,
+    server: FakeIndiServer,
     options: dict[str, object] | None = None,
 ) -> MockConfigEntry:
     """Add and set up an entry for a scripted server (its definitions already given); it must load."""

@@ -14,6 +14,7 @@ import pytest
 
 from custom_components.instrument_hub.const import DOMAIN
 
+from .fake_indi import FakeIndiServer, lines_matching, server_lines
 from .helpers import (
     setup_indi_entry,
     state_is,
@@ -21,7 +22,6 @@ from .helpers import (
     wait_for_entity,
     wait_for_state,
 )
-from .indi_replay import IndiReplayServer, lines_matching, server_lines
 
 THERMO = server_lines("capture_thermo.txt")
 EXTRAS = server_lines("capture_extras.txt")
@@ -30,11 +30,11 @@ EXTRAS_DEFS = lines_matching(EXTRAS, r"^<def")[:3]
 
 
 async def test_thermostat_definitions_become_a_device_with_entities(
-    hass: HomeAssistant, indi_replay: IndiReplayServer
+    hass: HomeAssistant, indi_server: FakeIndiServer
 ) -> None:
     """One device 'Thermostat' under the server, with typed entities and the captured values."""
-    indi_replay.definitions = THERMO_DEFS
-    entry_id = (await setup_indi_entry(hass, indi_replay)).entry_id
+    indi_server.definitions = THERMO_DEFS
+    entry_id = (await setup_indi_entry(hass, indi_server)).entry_id
 
     temperature = await wait_for_entity(
         hass, "sensor", f"{entry_id}:Thermostat:temperaturevector.temperature"
@@ -82,18 +82,18 @@ async def test_thermostat_definitions_become_a_device_with_entities(
     assert state_of(hass, connected) == STATE_ON
 
     # Pushed values update the state.
-    await indi_replay.push(
+    await indi_server.push(
         lines_matching(THERMO, r"setNumberVector.*temperaturevector")[0]
     )
     await wait_for_state(hass, temperature, state_is("19.4"))
 
 
 async def test_light_text_and_sexagesimal(
-    hass: HomeAssistant, indi_replay: IndiReplayServer
+    hass: HomeAssistant, indi_server: FakeIndiServer
 ) -> None:
     """Light → enum sensor; rw Text → text entity; '%010.6m' number → plain float sensor."""
-    indi_replay.definitions = EXTRAS_DEFS
-    entry_id = (await setup_indi_entry(hass, indi_replay)).entry_id
+    indi_server.definitions = EXTRAS_DEFS
+    entry_id = (await setup_indi_entry(hass, indi_server)).entry_id
     light = await wait_for_entity(
         hass, "sensor", f"{entry_id}:Extras:heaterlight.heater"
     )
@@ -110,9 +110,9 @@ async def test_light_text_and_sexagesimal(
     assert state_of(hass, note) == "hello"
     assert float(state_of(hass, hour_angle)) == pytest.approx(3.7625)
 
-    await indi_replay.push(lines_matching(EXTRAS, r"setLightVector.*>Ok<")[0])
+    await indi_server.push(lines_matching(EXTRAS, r"setLightVector.*>Ok<")[0])
     await wait_for_state(hass, light, state_is("ok"))
-    await indi_replay.push(
+    await indi_server.push(
         '<setNumberVector device="Extras" name="havector" state="Ok"><oneNumber name="hourangle">-10:30:18</oneNumber></setNumberVector>'
     )
     state = await wait_for_state(
@@ -122,15 +122,15 @@ async def test_light_text_and_sexagesimal(
 
 
 async def test_text_write_is_escaped_and_confirmed(
-    hass: HomeAssistant, indi_replay: IndiReplayServer
+    hass: HomeAssistant, indi_server: FakeIndiServer
 ) -> None:
     """Setting a text sends escaped XML; the entity shows what the server confirmed."""
-    indi_replay.definitions = EXTRAS_DEFS
+    indi_server.definitions = EXTRAS_DEFS
     reply = lines_matching(EXTRAS, r"^<setTextVector")[0].encode()
-    indi_replay.reply_rules.append(
+    indi_server.reply_rules.append(
         lambda data: reply if b"<newTextVector" in data else None
     )
-    entry_id = (await setup_indi_entry(hass, indi_replay)).entry_id
+    entry_id = (await setup_indi_entry(hass, indi_server)).entry_id
     note = await wait_for_entity(hass, "text", f"{entry_id}:Extras:notevector.note")
 
     await hass.services.async_call(
@@ -140,15 +140,15 @@ async def test_text_write_is_escaped_and_confirmed(
         blocking=True,
     )
     assert state_of(hass, note) == "changed & <ok>"
-    assert b"changed &amp; &lt;ok&gt;</oneText>" in indi_replay.received
+    assert b"changed &amp; &lt;ok&gt;</oneText>" in indi_server.received
 
 
 async def test_delete_and_redefine(
-    hass: HomeAssistant, indi_replay: IndiReplayServer
+    hass: HomeAssistant, indi_server: FakeIndiServer
 ) -> None:
     """DelProperty of a vector or a device → unavailable; re-definition → back, no duplicates."""
-    indi_replay.definitions = EXTRAS_DEFS
-    entry_id = (await setup_indi_entry(hass, indi_replay)).entry_id
+    indi_server.definitions = EXTRAS_DEFS
+    entry_id = (await setup_indi_entry(hass, indi_server)).entry_id
     light = await wait_for_entity(
         hass, "sensor", f"{entry_id}:Extras:heaterlight.heater"
     )
@@ -159,20 +159,20 @@ async def test_delete_and_redefine(
     registry = er.async_get(hass)
     entities_before = len(er.async_entries_for_config_entry(registry, entry_id))
 
-    await indi_replay.push(
+    await indi_server.push(
         lines_matching(EXTRAS, r'^<delProperty device="Extras" name="havector"')[0]
     )
     await wait_for_state(hass, hour_angle, state_is(STATE_UNAVAILABLE))
     assert state_of(hass, light) == "idle"
 
-    await indi_replay.push(
+    await indi_server.push(
         lines_matching(EXTRAS, r'^<delProperty device="Extras" timestamp')[0]
     )
     await wait_for_state(hass, light, state_is(STATE_UNAVAILABLE))
     await wait_for_state(hass, note, state_is(STATE_UNAVAILABLE))
 
     for line in lines_matching(EXTRAS, r'message="re-defined"><def'):
-        await indi_replay.push(line)
+        await indi_server.push(line)
     await wait_for_state(hass, light, state_is("ok"))
     await wait_for_state(hass, note, state_is("changed & <ok>"))
     await wait_for_state(
@@ -181,16 +181,16 @@ async def test_delete_and_redefine(
     assert len(er.async_entries_for_config_entry(registry, entry_id)) == entities_before
     devices = dr.async_entries_for_config_entry(dr.async_get(hass), entry_id)
     assert sorted(d.name or "" for d in devices) == sorted(
-        ["Extras", f"INDI server 127.0.0.1:{indi_replay.port}"]
+        ["Extras", f"INDI server 127.0.0.1:{indi_server.port}"]
     )
 
 
 async def test_malformed_xml_is_logged_once_and_skipped(
-    hass: HomeAssistant, indi_replay: IndiReplayServer, caplog: pytest.LogCaptureFixture
+    hass: HomeAssistant, indi_server: FakeIndiServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Broken or truncated elements mid-stream are skipped, logged once; later elements still apply."""
-    indi_replay.definitions = THERMO_DEFS
-    entry_id = (await setup_indi_entry(hass, indi_replay)).entry_id
+    indi_server.definitions = THERMO_DEFS
+    entry_id = (await setup_indi_entry(hass, indi_server)).entry_id
     temperature = await wait_for_entity(
         hass, "sensor", f"{entry_id}:Thermostat:temperaturevector.temperature"
     )
@@ -203,9 +203,9 @@ async def test_malformed_xml_is_logged_once_and_skipped(
             f'<oneNumber name="temperature">{value}</oneNumber></setNumberVector>'
         )
 
-    await indi_replay.push(reading("19.40"))
+    await indi_server.push(reading("19.40"))
     await wait_for_state(hass, temperature, state_is("19.4"))
-    await indi_replay.push(
+    await indi_server.push(
         # truncated element, then garbage, then a mismatched close tag, then an unparsable number
         '<setNumberVector device="Thermostat" name="temperaturevector"><oneNumber name="temperature">1'
         "\x00<<>> garbage &&"
@@ -214,7 +214,7 @@ async def test_malformed_xml_is_logged_once_and_skipped(
         + reading("21.50")
     )
     await wait_for_state(hass, temperature, state_is("21.5"))
-    await indi_replay.push(reading("<<truncated") + reading("22.00"))
+    await indi_server.push(reading("<<truncated") + reading("22.00"))
     await wait_for_state(hass, temperature, state_is("22.0"))
     warnings = [
         r
@@ -226,25 +226,25 @@ async def test_malformed_xml_is_logged_once_and_skipped(
 
 
 async def test_blobs_saved_and_event_fired(
-    hass: HomeAssistant, indi_replay: IndiReplayServer, tmp_path: Path
+    hass: HomeAssistant, indi_server: FakeIndiServer, tmp_path: Path
 ) -> None:
     """EnableBLOB is sent; a pushed BLOB (plain or .z) is saved under the config folder and fires the event."""
     hass.config.config_dir = str(tmp_path)
-    indi_replay.definitions = THERMO_DEFS
+    indi_server.definitions = THERMO_DEFS
     entry_id = (
         await setup_indi_entry(
-            hass, indi_replay, {"blob_folder": "blobs", "blob_keep": 2}
+            hass, indi_server, {"blob_folder": "blobs", "blob_keep": 2}
         )
     ).entry_id
     logs = await wait_for_entity(
         hass, "event", f"{entry_id}:Thermostat:logsvector.templogs"
     )
-    await indi_replay.wait_received(
+    await indi_server.wait_received(
         b'<enableBLOB device="Thermostat" name="logsvector">Also</enableBLOB>'
     )
 
     blob_line = lines_matching(THERMO, r"^<setBLOBVector")[0]
-    await indi_replay.push(blob_line)
+    await indi_server.push(blob_line)
     state = await wait_for_state(
         hass, logs, lambda s: s is not None and s.state != STATE_UNKNOWN
     )
@@ -262,7 +262,7 @@ async def test_blobs_saved_and_event_fired(
 
     csv = b"2026-11-21T05:00:00.0,18.00\n" * 50
     packed = base64.b64encode(zlib.compress(csv)).decode()
-    await indi_replay.push(
+    await indi_server.push(
         '<setBLOBVector device="Thermostat" name="logsvector" state="Ok" timestamp="2026-11-21T05:00:01">'
         f'<oneBLOB name="templogs" format=".csv.z" size="{len(csv)}">{packed}</oneBLOB></setBLOBVector>'
     )
@@ -275,19 +275,19 @@ async def test_blobs_saved_and_event_fired(
 
 
 async def test_blob_names_cannot_escape_the_folder(
-    hass: HomeAssistant, indi_replay: IndiReplayServer, tmp_path: Path
+    hass: HomeAssistant, indi_server: FakeIndiServer, tmp_path: Path
 ) -> None:
     """A device called '../../x' still saves inside the configured folder."""
     hass.config.config_dir = str(tmp_path / "config")
-    indi_replay.definitions = [
+    indi_server.definitions = [
         '<defBLOBVector device="../../x" name="../up" label="Evil" group="G" state="Ok" perm="ro">'
         '<defBLOB name="/etc/passwd" label="E"/></defBLOBVector>'
     ]
-    entry_id = (await setup_indi_entry(hass, indi_replay)).entry_id
+    entry_id = (await setup_indi_entry(hass, indi_server)).entry_id
     evil = await wait_for_entity(hass, "event", f"{entry_id}:../../x:../up./etc/passwd")
-    await indi_replay.wait_received(b"<enableBLOB")
+    await indi_server.wait_received(b"<enableBLOB")
     payload = base64.b64encode(b"owned").decode()
-    await indi_replay.push(
+    await indi_server.push(
         '<setBLOBVector device="../../x" name="../up" state="Ok">'
         f'<oneBLOB name="/etc/passwd" format="/../../.sh" size="5">{payload}</oneBLOB></setBLOBVector>'
     )
@@ -302,11 +302,11 @@ async def test_blob_names_cannot_escape_the_folder(
 
 
 async def test_property_gone_during_an_outage_stays_unavailable(
-    hass: HomeAssistant, indi_replay: IndiReplayServer
+    hass: HomeAssistant, indi_server: FakeIndiServer
 ) -> None:
     """After a reconnect only what the server defines again comes back; a vanished property stays unavailable."""
-    indi_replay.definitions = EXTRAS_DEFS
-    entry_id = (await setup_indi_entry(hass, indi_replay)).entry_id
+    indi_server.definitions = EXTRAS_DEFS
+    entry_id = (await setup_indi_entry(hass, indi_server)).entry_id
     light = await wait_for_entity(
         hass, "sensor", f"{entry_id}:Extras:heaterlight.heater"
     )
@@ -314,9 +314,9 @@ async def test_property_gone_during_an_outage_stays_unavailable(
         hass, "sensor", f"{entry_id}:Extras:havector.hourangle"
     )
 
-    indi_replay.definitions = [d for d in EXTRAS_DEFS if 'name="havector"' not in d]
-    await indi_replay.drop_clients()
+    indi_server.definitions = [d for d in EXTRAS_DEFS if 'name="havector"' not in d]
+    await indi_server.drop_clients()
     await wait_for_state(hass, light, state_is(STATE_UNAVAILABLE))
     await wait_for_state(hass, light, state_is("idle"), timeout=15)
-    assert indi_replay.connections == 2
+    assert len(indi_server.connections) == 2
     assert state_of(hass, hour_angle) == STATE_UNAVAILABLE

@@ -15,6 +15,7 @@ import pytest
 
 from custom_components.instrument_hub.const import DOMAIN
 
+from .fake_indi import FakeIndiServer
 from .helpers import (
     StatePredicate,
     set_property,
@@ -25,7 +26,6 @@ from .helpers import (
     wait_for_entity,
     wait_for_state,
 )
-from .indi_replay import IndiReplayServer
 
 CCD = "CCD Simulator"
 DEFINITIONS = [
@@ -57,11 +57,11 @@ def _uid(entry_id: str, channel: str) -> str:
 
 
 async def test_switch_shapes_text_and_numbers(
-    hass: HomeAssistant, indi_replay: IndiReplayServer
+    hass: HomeAssistant, indi_server: FakeIndiServer
 ) -> None:
     """OneOfMany → select, AnyOfMany → switches, ro switch → binary sensor, ro text → sensor, numbers."""
-    indi_replay.definitions = DEFINITIONS
-    entry_id = (await setup_indi_entry(hass, indi_replay)).entry_id
+    indi_server.definitions = DEFINITIONS
+    entry_id = (await setup_indi_entry(hass, indi_server)).entry_id
 
     frame = await wait_for_entity(hass, "select", _uid(entry_id, "CCD_FRAME_TYPE"))
     state = hass.states.get(frame)
@@ -97,7 +97,7 @@ async def test_switch_shapes_text_and_numbers(
     ) == (0, 300, 10)
 
     # A select sends the chosen member On and the others Off (Off first), confirmed by the device.
-    indi_replay.reply_rules.append(
+    indi_server.reply_rules.append(
         lambda data: (
             f'<setSwitchVector device="{CCD}" name="CCD_FRAME_TYPE" state="Ok"><oneSwitch name="FRAME_LIGHT">Off</oneSwitch>'
             '<oneSwitch name="FRAME_BIAS">Off</oneSwitch><oneSwitch name="FRAME_DARK">On</oneSwitch></setSwitchVector>'
@@ -109,7 +109,7 @@ async def test_switch_shapes_text_and_numbers(
         "select", "select_option", {"entity_id": frame, "option": "Dark"}, blocking=True
     )
     assert state_of(hass, frame) == "Dark"
-    sent = indi_replay.received.decode()
+    sent = indi_server.received.decode()
     new_vector = sent[
         sent.index('<newSwitchVector device="CCD Simulator" name="CCD_FRAME_TYPE"') :
     ]
@@ -126,23 +126,23 @@ async def test_switch_shapes_text_and_numbers(
 
 
 async def test_connection_switch_off_makes_the_device_unavailable(
-    hass: HomeAssistant, indi_replay: IndiReplayServer
+    hass: HomeAssistant, indi_server: FakeIndiServer
 ) -> None:
     """A CONNECTION switch Off (indilib): the device's entities go unavailable, except the control that reconnects."""
-    indi_replay.definitions = DEFINITIONS
-    entry_id = (await setup_indi_entry(hass, indi_replay)).entry_id
+    indi_server.definitions = DEFINITIONS
+    entry_id = (await setup_indi_entry(hass, indi_server)).entry_id
     connection = await wait_for_entity(hass, "select", _uid(entry_id, "CONNECTION"))
     gain = await wait_for_entity(hass, "number", _uid(entry_id, "CCD_GAIN.GAIN"))
     assert state_of(hass, connection) == "Connect"
 
-    await indi_replay.push(
+    await indi_server.push(
         f'<setSwitchVector device="{CCD}" name="CONNECTION" state="Ok"><oneSwitch name="CONNECT">Off</oneSwitch>'
         '<oneSwitch name="DISCONNECT">On</oneSwitch></setSwitchVector>'
     )
     await wait_for_state(hass, gain, state_is(STATE_UNAVAILABLE))
     assert state_of(hass, connection) == "Disconnect"
 
-    await indi_replay.push(
+    await indi_server.push(
         f'<setSwitchVector device="{CCD}" name="CONNECTION" state="Ok"><oneSwitch name="CONNECT">On</oneSwitch>'
         '<oneSwitch name="DISCONNECT">Off</oneSwitch></setSwitchVector>'
     )
@@ -150,16 +150,16 @@ async def test_connection_switch_off_makes_the_device_unavailable(
 
 
 async def test_messages_fire_event_entities(
-    hass: HomeAssistant, indi_replay: IndiReplayServer
+    hass: HomeAssistant, indi_server: FakeIndiServer
 ) -> None:
     """A device's message fires its device's Message event; a server message fires the server's."""
-    indi_replay.definitions = DEFINITIONS
-    entry_id = (await setup_indi_entry(hass, indi_replay)).entry_id
+    indi_server.definitions = DEFINITIONS
+    entry_id = (await setup_indi_entry(hass, indi_server)).entry_id
     device_messages = await wait_for_entity(hass, "event", _uid(entry_id, "_messages"))
     server_messages = await wait_for_entity(hass, "event", f"{entry_id}:_messages")
     assert state_of(hass, device_messages) == STATE_UNKNOWN
 
-    await indi_replay.push(
+    await indi_server.push(
         f'<message device="{CCD}" timestamp="2026-11-21T04:40:41" message="Exposure done"/>'
     )
     state = await wait_for_state(hass, device_messages, state_not(STATE_UNKNOWN))
@@ -167,7 +167,7 @@ async def test_messages_fire_event_entities(
     assert state.attributes["event_type"] == "info"
     assert state.attributes["message"] == "Exposure done"
 
-    await indi_replay.push(
+    await indi_server.push(
         '<message timestamp="2026-11-21T04:40:42" message="Server restarting soon"/>'
     )
     state = await wait_for_state(hass, server_messages, state_not(STATE_UNKNOWN))
@@ -175,7 +175,7 @@ async def test_messages_fire_event_entities(
     assert state.attributes["message"] == "Server restarting soon"
 
     # A vector's Alert message is a warning of its device.
-    await indi_replay.push(
+    await indi_server.push(
         f'<setNumberVector device="{CCD}" name="CCD_GAIN" state="Alert" message="Gain not supported">'
         '<oneNumber name="GAIN">100</oneNumber></setNumberVector>'
     )
@@ -189,23 +189,23 @@ async def test_messages_fire_event_entities(
 
 
 async def test_link_loss_and_recovery_logged_once(
-    hass: HomeAssistant, indi_replay: IndiReplayServer, caplog: pytest.LogCaptureFixture
+    hass: HomeAssistant, indi_server: FakeIndiServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Dropping the connection makes everything unavailable; the reconnect restores it, logging once each way."""
-    indi_replay.definitions = DEFINITIONS
-    entry_id = (await setup_indi_entry(hass, indi_replay)).entry_id
+    indi_server.definitions = DEFINITIONS
+    entry_id = (await setup_indi_entry(hass, indi_server)).entry_id
     gain = await wait_for_entity(hass, "number", _uid(entry_id, "CCD_GAIN.GAIN"))
     connected = await wait_for_entity(hass, "binary_sensor", f"{entry_id}:_link")
     caplog.set_level(logging.INFO, logger="custom_components.instrument_hub")
     caplog.clear()
 
-    await indi_replay.drop_clients()
+    await indi_server.drop_clients()
     await wait_for_state(hass, gain, state_is(STATE_UNAVAILABLE))
     assert state_of(hass, connected) == STATE_OFF
     await wait_for_state(hass, gain, state_is("100.0"), timeout=15)
     assert state_of(hass, connected) == STATE_ON
-    assert indi_replay.connections == 2
-    assert indi_replay.received.count(b'<getProperties version="1.7"') == 2
+    assert len(indi_server.connections) == 2
+    assert indi_server.received.count(b'<getProperties version="1.7"') == 2
 
     hub_lines = [
         r.getMessage()
@@ -216,7 +216,7 @@ async def test_link_loss_and_recovery_logged_once(
     assert len([line for line in hub_lines if "is available again" in line]) == 1
 
     # Writing while the link is down fails with a translated error, not a traceback.
-    await indi_replay.drop_clients()
+    await indi_server.drop_clients()
     await wait_for_state(hass, gain, state_is(STATE_UNAVAILABLE))
     with pytest.raises(HomeAssistantError) as err:
         await set_property(hass, entry_id, CCD, "CCD_GAIN", {"GAIN": 120})
@@ -246,25 +246,25 @@ def _saved_at(second: int) -> StatePredicate:
 
 async def test_blob_options_cap_and_retention(
     hass: HomeAssistant,
-    indi_replay: IndiReplayServer,
+    indi_server: FakeIndiServer,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Files over the size cap are not saved (warned once); only the newest N are kept."""
     hass.config.config_dir = str(tmp_path)
-    indi_replay.definitions = [BLOB_DEF]
+    indi_server.definitions = [BLOB_DEF]
     entry_id = (
         await setup_indi_entry(
             hass,
-            indi_replay,
+            indi_server,
             {"blob_folder": "frames", "blob_max_mb": 1, "blob_keep": 2},
         )
     ).entry_id
     image = await wait_for_entity(hass, "event", _uid(entry_id, "CCD1.CCD1"))
-    await indi_replay.wait_received(b"<enableBLOB")
+    await indi_server.wait_received(b"<enableBLOB")
 
     for index in range(3):
-        await indi_replay.push(_blob(b"frame%d" % index, index))
+        await indi_server.push(_blob(b"frame%d" % index, index))
         await wait_for_state(hass, image, _saved_at(index))
     state = hass.states.get(image)
     assert state is not None
@@ -274,9 +274,9 @@ async def test_blob_options_cap_and_retention(
     # Over the cap: not transferred into a file, warned once, the next small file still arrives.
     big = b"x" * (1024 * 1024 + 1)
     caplog.clear()
-    await indi_replay.push(_blob(big, 9))
-    await indi_replay.push(_blob(big, 10))
-    await indi_replay.push(_blob(b"frame11", 11))
+    await indi_server.push(_blob(big, 9))
+    await indi_server.push(_blob(big, 10))
+    await indi_server.push(_blob(b"frame11", 11))
     await wait_for_state(hass, image, _saved_at(11))
     assert {p.read_bytes() for p in folder.iterdir()} == {b"frame2", b"frame11"}
     skipped = [
@@ -288,19 +288,19 @@ async def test_blob_options_cap_and_retention(
 
 
 async def test_blobs_disabled_sends_no_enable(
-    hass: HomeAssistant, indi_replay: IndiReplayServer
+    hass: HomeAssistant, indi_server: FakeIndiServer
 ) -> None:
     """With file reception off, the server is never asked for BLOBs."""
-    indi_replay.definitions = [BLOB_DEF, *DEFINITIONS[-1:]]
+    indi_server.definitions = [BLOB_DEF, *DEFINITIONS[-1:]]
     entry_id = (
-        await setup_indi_entry(hass, indi_replay, {"blobs_enabled": False})
+        await setup_indi_entry(hass, indi_server, {"blobs_enabled": False})
     ).entry_id
     await wait_for_entity(hass, "number", _uid(entry_id, "CCD_GAIN.GAIN"))
     image = await wait_for_entity(hass, "event", _uid(entry_id, "CCD1.CCD1"))
-    assert b"<enableBLOB" not in indi_replay.received
+    assert b"<enableBLOB" not in indi_server.received
 
     # A server that pushes files anyway: the event still tells, nothing is written.
-    await indi_replay.push(_blob(b"unwanted", 1))
+    await indi_server.push(_blob(b"unwanted", 1))
     state = await wait_for_state(hass, image, state_not(STATE_UNKNOWN))
     assert state is not None
     assert state.attributes["size"] == 8
@@ -309,44 +309,44 @@ async def test_blobs_disabled_sends_no_enable(
 
 async def test_unwritable_blob_folder_is_reported_not_fatal(
     hass: HomeAssistant,
-    indi_replay: IndiReplayServer,
+    indi_server: FakeIndiServer,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """If the folder cannot be created, the event fires without a path and a warning says why."""
     hass.config.config_dir = str(tmp_path)
     (tmp_path / "frames").write_text("a file where the folder should be")
-    indi_replay.definitions = [BLOB_DEF]
+    indi_server.definitions = [BLOB_DEF]
     entry_id = (
-        await setup_indi_entry(hass, indi_replay, {"blob_folder": "frames"})
+        await setup_indi_entry(hass, indi_server, {"blob_folder": "frames"})
     ).entry_id
     image = await wait_for_entity(hass, "event", _uid(entry_id, "CCD1.CCD1"))
-    await indi_replay.wait_received(b"<enableBLOB")
-    await indi_replay.push(_blob(b"frame", 1))
+    await indi_server.wait_received(b"<enableBLOB")
+    await indi_server.push(_blob(b"frame", 1))
     state = await wait_for_state(hass, image, state_not(STATE_UNKNOWN))
     assert state is not None
     assert state.attributes["path"] is None
     assert any("could not save BLOB" in r.getMessage() for r in caplog.records)
-    await indi_replay.push(_blob(b"frame", 2))
-    await indi_replay.push(f'<message device="{CCD}" message="still alive"/>')
+    await indi_server.push(_blob(b"frame", 2))
+    await indi_server.push(f'<message device="{CCD}" message="still alive"/>')
     messages = await wait_for_entity(hass, "event", _uid(entry_id, "_messages"))
     await wait_for_state(hass, messages, state_not(STATE_UNKNOWN))
 
 
 async def test_redefinition_that_changes_the_platform_replaces_the_entity(
-    hass: HomeAssistant, indi_replay: IndiReplayServer
+    hass: HomeAssistant, indi_server: FakeIndiServer
 ) -> None:
     """A read-only number redefined as writable becomes a number entity; the sensor goes, no duplicate."""
     read_only = (
         f'<defNumberVector device="{CCD}" name="CCD_OFFSET" label="Offset" group="Main" state="Ok" perm="ro">'
         '<defNumber name="OFFSET" label="Offset" format="%g" min="0" max="100" step="1">10</defNumber></defNumberVector>'
     )
-    indi_replay.definitions = [read_only]
-    entry_id = (await setup_indi_entry(hass, indi_replay)).entry_id
+    indi_server.definitions = [read_only]
+    entry_id = (await setup_indi_entry(hass, indi_server)).entry_id
     sensor = await wait_for_entity(hass, "sensor", _uid(entry_id, "CCD_OFFSET.OFFSET"))
     assert state_of(hass, sensor) == "10.0"
 
-    await indi_replay.push(
+    await indi_server.push(
         read_only.replace('perm="ro"', 'perm="rw"').replace(">10<", ">12<")
     )
     number = await wait_for_entity(hass, "number", _uid(entry_id, "CCD_OFFSET.OFFSET"))

@@ -22,6 +22,7 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from custom_components.instrument_hub import async_remove_config_entry_device
 from custom_components.instrument_hub.const import DOMAIN
 
+from .fake_indi import FakeIndiServer, lines_matching, server_lines
 from .helpers import (
     indi_entry,
     set_property,
@@ -31,7 +32,6 @@ from .helpers import (
     wait_for_entity,
     wait_for_state,
 )
-from .indi_replay import IndiReplayServer, lines_matching, server_lines
 from .peers import free_port
 
 THERMO = server_lines("capture_thermo.txt")
@@ -56,36 +56,36 @@ async def test_server_down_means_setup_retry(hass: HomeAssistant) -> None:
 
 
 async def test_unload_closes_the_connection(
-    hass: HomeAssistant, indi_replay: IndiReplayServer
+    hass: HomeAssistant, indi_server: FakeIndiServer
 ) -> None:
     """Unloading removes the entities' availability and closes the socket (server sees EOF)."""
-    indi_replay.definitions = THERMO_DEFS
-    entry = await setup_indi_entry(hass, indi_replay)
+    indi_server.definitions = THERMO_DEFS
+    entry = await setup_indi_entry(hass, indi_server)
     temperature = await wait_for_entity(
         hass, "sensor", f"{entry.entry_id}:Thermostat:temperaturevector.temperature"
     )
-    assert indi_replay.connections == 1
+    assert len(indi_server.connections) == 1
 
     assert await hass.config_entries.async_unload(entry.entry_id)
     assert entry.state is ConfigEntryState.NOT_LOADED
     assert state_of(hass, temperature) == "unavailable"
     await (
-        indi_replay.drop_clients()
+        indi_server.drop_clients()
     )  # returns only once every client handler saw its connection end
 
 
 async def test_number_write_confirmed_and_alert_raised(
-    hass: HomeAssistant, indi_replay: IndiReplayServer
+    hass: HomeAssistant, indi_server: FakeIndiServer
 ) -> None:
     """A target the server accepts shows its reply; an Alert raises the server's message."""
-    indi_replay.definitions = THERMO_DEFS
+    indi_server.definitions = THERMO_DEFS
     replies = [TARGET_OK, TARGET_ALERT]
-    indi_replay.reply_rules.append(
+    indi_server.reply_rules.append(
         lambda data: replies.pop(0).encode()
         if b"<newNumberVector" in data and replies
         else None
     )
-    entry = await setup_indi_entry(hass, indi_replay)
+    entry = await setup_indi_entry(hass, indi_server)
     target = await wait_for_entity(
         hass, "number", f"{entry.entry_id}:Thermostat:targetvector.target"
     )
@@ -94,7 +94,7 @@ async def test_number_write_confirmed_and_alert_raised(
         "number", "set_value", {"entity_id": target, "value": 18.5}, blocking=True
     )
     assert state_of(hass, target) == "18.5"
-    assert b'<oneNumber name="target">18.5</oneNumber>' in indi_replay.received
+    assert b'<oneNumber name="target">18.5</oneNumber>' in indi_server.received
 
     with pytest.raises(HomeAssistantError) as err:
         await hass.services.async_call(
@@ -105,14 +105,14 @@ async def test_number_write_confirmed_and_alert_raised(
 
 
 async def test_set_property_action(
-    hass: HomeAssistant, indi_replay: IndiReplayServer
+    hass: HomeAssistant, indi_server: FakeIndiServer
 ) -> None:
     """The raw action writes a vector and responds with the server's state and values."""
-    indi_replay.definitions = THERMO_DEFS
-    indi_replay.reply_rules.append(
+    indi_server.definitions = THERMO_DEFS
+    indi_server.reply_rules.append(
         lambda data: TARGET_OK.encode() if b"<newNumberVector" in data else None
     )
-    entry = await setup_indi_entry(hass, indi_replay)
+    entry = await setup_indi_entry(hass, indi_server)
     target = await wait_for_entity(
         hass, "number", f"{entry.entry_id}:Thermostat:targetvector.target"
     )
@@ -142,12 +142,12 @@ async def test_set_property_action(
 
 
 async def test_stale_device_can_be_removed_present_one_cannot(
-    hass: HomeAssistant, indi_replay: IndiReplayServer
+    hass: HomeAssistant, indi_server: FakeIndiServer
 ) -> None:
     """A device the server deleted can be removed by the user; a present one and the hub cannot."""
     assert await async_setup_component(hass, "config", {})
-    indi_replay.definitions = THERMO_DEFS
-    entry = await setup_indi_entry(hass, indi_replay)
+    indi_server.definitions = THERMO_DEFS
+    entry = await setup_indi_entry(hass, indi_server)
     temperature = await wait_for_entity(
         hass, "sensor", f"{entry.entry_id}:Thermostat:temperaturevector.temperature"
     )
@@ -162,7 +162,7 @@ async def test_stale_device_can_be_removed_present_one_cannot(
 
     assert not await async_remove_config_entry_device(hass, entry, thermostat)
     assert not await async_remove_config_entry_device(hass, entry, hub_device)
-    await indi_replay.push('<delProperty device="Thermostat" message="gone"/>')
+    await indi_server.push('<delProperty device="Thermostat" message="gone"/>')
     await wait_for_state(hass, temperature, state_is("unavailable"))
     assert await async_remove_config_entry_device(hass, entry, thermostat)
 
@@ -170,11 +170,11 @@ async def test_stale_device_can_be_removed_present_one_cannot(
 async def test_diagnostics_redacted(
     hass: HomeAssistant,
     hass_client: ClientSessionGenerator,
-    indi_replay: IndiReplayServer,
+    indi_server: FakeIndiServer,
 ) -> None:
     """Diagnostics show the model and queue figures, without the host or BLOB bytes."""
-    indi_replay.definitions = THERMO_DEFS
-    entry = await setup_indi_entry(hass, indi_replay)
+    indi_server.definitions = THERMO_DEFS
+    entry = await setup_indi_entry(hass, indi_server)
     await wait_for_entity(
         hass, "sensor", f"{entry.entry_id}:Thermostat:temperaturevector.temperature"
     )
@@ -194,11 +194,11 @@ async def test_diagnostics_redacted(
 
 
 async def test_queue_sensors_disabled_by_default_and_sampled_when_enabled(
-    hass: HomeAssistant, indi_replay: IndiReplayServer
+    hass: HomeAssistant, indi_server: FakeIndiServer
 ) -> None:
     """The event queue's figures are diagnostic sensors, off by default; enabled, they report the queue."""
-    indi_replay.definitions = THERMO_DEFS
-    entry = await setup_indi_entry(hass, indi_replay)
+    indi_server.definitions = THERMO_DEFS
+    entry = await setup_indi_entry(hass, indi_server)
     await wait_for_entity(
         hass, "sensor", f"{entry.entry_id}:Thermostat:temperaturevector.temperature"
     )
@@ -219,7 +219,7 @@ async def test_queue_sensors_disabled_by_default_and_sampled_when_enabled(
     await hass.async_block_till_done()
     await wait_for_state(hass, "sensor.thermostat_temperature", state_is("19.6"))
 
-    await indi_replay.push(
+    await indi_server.push(
         '<setNumberVector device="Thermostat" name="temperaturevector" state="Ok">'
         '<oneNumber name="temperature">20.00</oneNumber></setNumberVector>'
     )
@@ -232,15 +232,15 @@ async def test_queue_sensors_disabled_by_default_and_sampled_when_enabled(
 
 
 async def test_home_assistant_stop_closes_the_connection(
-    hass: HomeAssistant, indi_replay: IndiReplayServer
+    hass: HomeAssistant, indi_server: FakeIndiServer
 ) -> None:
     """When Home Assistant stops, the connection is closed at once; a later unload is still clean."""
-    indi_replay.definitions = THERMO_DEFS
-    entry = await setup_indi_entry(hass, indi_replay)
+    indi_server.definitions = THERMO_DEFS
+    entry = await setup_indi_entry(hass, indi_server)
     await wait_for_entity(
         hass, "sensor", f"{entry.entry_id}:Thermostat:temperaturevector.temperature"
     )
     hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
     await hass.async_block_till_done()
-    await indi_replay.wait_closed_by_clients()
+    await indi_server.wait_disconnected()
     assert await hass.config_entries.async_unload(entry.entry_id)

@@ -32,8 +32,7 @@ from custom_components.instrument_hub.sources.indi.protocol import (
     parse_number,
     parse_timestamp,
 )
-
-from .conftest import CAPTURES, server_lines
+from tests.fake_indi import CAPTURES, server_lines
 
 THERMO = server_lines("capture_thermo.txt")
 EXTRAS = server_lines("capture_extras.txt")

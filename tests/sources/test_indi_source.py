@@ -44,14 +44,9 @@ from custom_components.instrument_hub.sources.indi.protocol import (
     decode_blob,
     parse_element,
 )
+from tests.fake_indi import WAIT_SECONDS, FakeIndiServer, ReplyRule, server_lines
 
-from .conftest import (
-    WAIT_SECONDS,
-    EventRecorder,
-    FakeIndiServer,
-    ReplyRule,
-    server_lines,
-)
+from .conftest import EventRecorder
 
 THERMO = server_lines("capture_thermo.txt")
 EXTRAS = server_lines("capture_extras.txt")
@@ -100,7 +95,7 @@ async def start_source(
     sources: list[IndiSource] = []
 
     async def start(definitions: str = "", **kwargs: Any) -> IndiSource:
-        indi_server.on_get_properties = definitions.encode()
+        indi_server.definitions = [definitions]
         options: dict[str, Any] = {
             "backoff_min": 0.05,
             "backoff_max": 0.2,
@@ -645,7 +640,7 @@ async def test_stop_leaves_no_task(
     indi_server: FakeIndiServer, recorder: EventRecorder
 ) -> None:
     """async_stop ends every task the source started (and is idempotent)."""
-    indi_server.on_get_properties = THERMO_DEFS.encode()
+    indi_server.definitions = [THERMO_DEFS]
     tasks_before = asyncio.all_tasks()
     created: list[asyncio.Task[None]] = []
 
