@@ -19,11 +19,14 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.event import async_track_state_change_event
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.instrument_hub.const import CONF_SOURCE_KIND, DOMAIN, SOURCE_INDI
+from custom_components.instrument_hub.const import CONF_SOURCE_KIND, DOMAIN
 
 from .fake_indi import FakeIndiServer
 
 type StatePredicate = Callable[[State | None], bool]
+
+SOURCE_INDI = "indi"
+"""The kind INDI entries store (entries made by every version carry it: never change it)."""
 
 
 async def wait_for_state(

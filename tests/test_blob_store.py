@@ -441,13 +441,12 @@ def test_an_unwritable_folder_raises_oserror(tmp_path: Path) -> None:
         folder.chmod(0o700)
 
 
-def test_a_base_that_is_a_file_raises_oserror(tmp_path: Path) -> None:
-    """The configured folder being a file is the user's set-up, reported as an OSError."""
+def test_a_base_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    """The configured folder being a file is refused with a reason the event can show; the file stays."""
     base = tmp_path / "instrument_hub"
     base.write_bytes(b"oops")
-    with pytest.raises(OSError) as raised:
+    with pytest.raises(FileRefused, match="not a folder: instrument_hub"):
         _save(base)
-    assert not isinstance(raised.value, FileRefused)
     assert base.read_bytes() == b"oops"
 
 

@@ -212,11 +212,15 @@ async def test_wait_returns_result_to_every_waiter(make: Factory) -> None:
 async def test_exception_propagates_and_worker_survives(
     make: Factory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The waiter gets the handler's exception; the next item is processed; logged once per type."""
+    """The waiter gets the handler's exception; the next item is processed.
+
+    Each distinct failure (type and message) is logged once: a later, different failure of the same
+    type is seen, an identical repeat is not.
+    """
 
     async def handler(payload: str) -> str:
         if payload.startswith("value"):
-            raise ValueError(payload)
+            raise ValueError(payload.removesuffix("-again"))
         if payload == "key":
             raise KeyError(payload)
         return payload
@@ -226,7 +230,8 @@ async def test_exception_propagates_and_worker_survives(
     caplog.set_level(logging.WARNING, logger=collector_module.__name__)
     instance = make(handler)
     instance.start()
-    handles = [instance.send(p) for p in ("value-1", "ok-1", "value-2", "key", "ok-2")]
+    payloads = ("value-1", "ok-1", "value-2", "key", "value-1-again", "ok-2")
+    handles = [instance.send(p) for p in payloads]
     async with asyncio.timeout(TIMEOUT):
         with pytest.raises(ValueError, match="value-1"):
             await handles[0].wait()
@@ -235,17 +240,68 @@ async def test_exception_propagates_and_worker_survives(
             await handles[2].wait()
         with pytest.raises(KeyError):
             await handles[3].wait()
-        assert await handles[4].wait() == "ok-2"
+        with pytest.raises(ValueError, match="value-1"):
+            await handles[4].wait()
+        assert await handles[5].wait() == "ok-2"
     with pytest.raises(ValueError, match="value-1"):
         handles[0].get_result()
 
     warnings = [r for r in caplog.records if r.name == collector_module.__name__]
-    assert [r.levelno for r in warnings] == [logging.WARNING, logging.WARNING]
-    assert [r.exc_info[0] for r in warnings if r.exc_info] == [ValueError, KeyError]
+    assert [r.levelno for r in warnings] == [logging.WARNING] * 3
+    assert [str(r.exc_info[1]) for r in warnings if r.exc_info] == [
+        "value-1",
+        "value-2",
+        "'key'",
+    ]
     # The collector configures nothing globally (the seed library reconfigured structlog).
     assert logging.getLogger().handlers == root_handlers
     assert logging.getLogger().level == root_level
     assert logging.getLogger(collector_module.__name__).handlers == []
+
+
+async def test_expected_failures_go_to_the_waiter_unlogged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A failure of an ``expected`` type (a device refusing a command) is raised, never logged."""
+
+    class Refused(Exception):
+        pass
+
+    async def handler(payload: str) -> str:
+        raise Refused(payload)
+
+    caplog.set_level(logging.DEBUG, logger=collector_module.__name__)
+    instance: Collector[str, str] = Collector(handler, expected=(Refused,))
+    instance.start()
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            with pytest.raises(Refused, match="no"):
+                await instance.send("no").wait()
+    finally:
+        await instance.close()
+    assert [r for r in caplog.records if r.name == collector_module.__name__] == []
+
+
+async def test_logged_payload_is_cut_to_an_excerpt(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A failing 12 MB payload is described in a short excerpt, never copied into the log."""
+
+    async def handler(payload: bytes) -> None:
+        raise RuntimeError("boom")
+
+    caplog.set_level(logging.WARNING, logger=collector_module.__name__)
+    instance: Collector[bytes, None] = Collector(handler)
+    instance.start()
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            with pytest.raises(RuntimeError):
+                await instance.send(b"x" * 12_000_000).wait()
+    finally:
+        await instance.close()
+    (record,) = [r for r in caplog.records if r.name == collector_module.__name__]
+    assert len(record.getMessage()) < 400
+    assert "12000000 bytes" in record.getMessage()
 
 
 async def test_handler_cancelled_error_does_not_kill_worker(make: Factory) -> None:

@@ -20,9 +20,9 @@ from custom_components.instrument_hub.const import (
     CONF_BLOBS_ENABLED,
     CONF_SOURCE_KIND,
     DOMAIN,
-    SOURCE_INDI,
 )
 
+from .helpers import SOURCE_INDI
 from .peers import free_port
 
 
@@ -157,7 +157,7 @@ async def test_reconfigure_changes_the_address(
     entry = _indi_entry(hass, free_port())
     result = await entry.start_reconfigure_flow(hass)
     assert result["type"] is FlowResultType.FORM
-    assert result["step_id"] == "reconfigure"
+    assert result["step_id"] == SOURCE_INDI  # the kind's own step, prefilled
 
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {CONF_HOST: "127.0.0.1", CONF_PORT: free_port()}

@@ -13,6 +13,7 @@ from homeassistant.helpers import device_registry as dr, entity_registry as er
 import pytest
 
 from custom_components.instrument_hub.const import DOMAIN
+from custom_components.instrument_hub.events import join_key
 
 from .fake_indi import FakeIndiServer, lines_matching, server_lines
 from .helpers import (
@@ -178,7 +179,10 @@ async def test_delete_and_redefine(
     await wait_for_state(
         hass, hour_angle, lambda s: s is not None and s.state != STATE_UNAVAILABLE
     )
-    assert len(er.async_entries_for_config_entry(registry, entry_id)) == entities_before
+    # No entity duplicated; the one new entity is the device's last message (the re-definition spoke).
+    after = er.async_entries_for_config_entry(registry, entry_id)
+    assert len(after) == entities_before + 1
+    assert sum(e.unique_id == f"{entry_id}:Extras:_last_message" for e in after) == 1
     devices = dr.async_entries_for_config_entry(dr.async_get(hass), entry_id)
     assert sorted(d.name or "" for d in devices) == sorted(
         ["Extras", f"INDI server 127.0.0.1:{indi_server.port}"]
@@ -284,7 +288,10 @@ async def test_blob_names_cannot_escape_the_folder(
         '<defBLOB name="/etc/passwd" label="E"/></defBLOBVector>'
     ]
     entry_id = (await setup_indi_entry(hass, indi_server)).entry_id
-    evil = await wait_for_entity(hass, "event", f"{entry_id}:../../x:../up./etc/passwd")
+    # Dots in names are escaped in the channel key (keys of distinct names never collide).
+    evil = await wait_for_entity(
+        hass, "event", f"{entry_id}:../../x:{join_key('../up', '/etc/passwd')}"
+    )
     await indi_server.wait_received(b"<enableBLOB")
     payload = base64.b64encode(b"owned").decode()
     await indi_server.push(

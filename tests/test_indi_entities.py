@@ -8,7 +8,7 @@ from pathlib import Path
 
 from homeassistant.components.number import NumberMode
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE, STATE_UNKNOWN
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, State
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import entity_registry as er
 import pytest
@@ -236,12 +236,14 @@ def _blob(data: bytes, index: int) -> str:
     )
 
 
-def _saved_at(second: int) -> StatePredicate:
-    """Predicate: the event's file is the one stamped 05:00:<second>."""
-    stamp = f"T0500{second:02d}_"
-    return lambda state: state is not None and stamp in str(
-        state.attributes.get("path")
-    )
+def _saved(data: bytes) -> StatePredicate:
+    """Predicate: the event's file holds ``data`` (files are named by arrival, not device time)."""
+
+    def saved(state: State | None) -> bool:
+        path = state.attributes.get("path") if state is not None else None
+        return path is not None and Path(path).read_bytes() == data
+
+    return saved
 
 
 async def test_blob_options_cap_and_retention(
@@ -265,7 +267,7 @@ async def test_blob_options_cap_and_retention(
 
     for index in range(3):
         await indi_server.push(_blob(b"frame%d" % index, index))
-        await wait_for_state(hass, image, _saved_at(index))
+        await wait_for_state(hass, image, _saved(b"frame%d" % index))
     state = hass.states.get(image)
     assert state is not None
     folder = Path(state.attributes["path"]).parent
@@ -277,7 +279,7 @@ async def test_blob_options_cap_and_retention(
     await indi_server.push(_blob(big, 9))
     await indi_server.push(_blob(big, 10))
     await indi_server.push(_blob(b"frame11", 11))
-    await wait_for_state(hass, image, _saved_at(11))
+    await wait_for_state(hass, image, _saved(b"frame11"))
     assert {p.read_bytes() for p in folder.iterdir()} == {b"frame2", b"frame11"}
     skipped = [
         r
@@ -326,7 +328,11 @@ async def test_unwritable_blob_folder_is_reported_not_fatal(
     state = await wait_for_state(hass, image, state_not(STATE_UNKNOWN))
     assert state is not None
     assert state.attributes["path"] is None
-    assert any("could not save BLOB" in r.getMessage() for r in caplog.records)
+    assert state.attributes["reason"] == "not a folder: frames"
+    assert any(
+        "not saved" in r.getMessage() and r.levelno == logging.WARNING
+        for r in caplog.records
+    )
     await indi_server.push(_blob(b"frame", 2))
     await indi_server.push(f'<message device="{CCD}" message="still alive"/>')
     messages = await wait_for_entity(hass, "event", _uid(entry_id, "_messages"))

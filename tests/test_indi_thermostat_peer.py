@@ -24,9 +24,10 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 import pytest
 
-from custom_components.instrument_hub.const import DOMAIN, SOURCE_INDI
+from custom_components.instrument_hub.const import DOMAIN
 
 from .helpers import (
+    SOURCE_INDI,
     set_property,
     state_is,
     state_not,

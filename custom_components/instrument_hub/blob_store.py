@@ -154,7 +154,10 @@ def save_file(
 def _open_folder(base: Path, names: Sequence[str]) -> int:
     """Create and open base/<names...>, never following a link below base; return its fd."""
     # The base is the user's choice (it may be a symbolic link); what lies below it is not.
-    base.mkdir(parents=True, exist_ok=True)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as err:
+        raise FileRefused(f"not a folder: {base.name}") from err
     fd = os.open(base, _DIR_FLAGS)
     for name in names:
         try:

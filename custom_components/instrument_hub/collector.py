@@ -8,10 +8,16 @@ defects:
 * Order. ``FIFO`` (arrival order), ``LIFO`` (newest first) or ``PRIORITY`` (lower number first,
   ties in arrival order via a sequence counter, never the clock). A single worker task processes
   items sequentially, because device events must be applied in order.
+* Lanes. With ``lane_key``, items of different lanes run concurrently and items of one lane run
+  one after the other, in the order the worker hands them out (commands: a write to one vector never
+  waits behind an unanswered write to another, two writes to one vector keep their order). A lane
+  has a task only while it has work.
 * Results. :meth:`Collector.send` returns a :class:`Handle`; awaiting it yields the handler's result
   or raises its exception. The worker survives every handler failure, including a handler that
   raises ``CancelledError`` on its own (told apart from the worker's cancellation with
-  ``Task.cancelling()``). An unexpected handler exception is logged once per exception type.
+  ``Task.cancelling()``). Failures of the ``expected`` types (a device refusing a command) only go
+  to the waiters; any other failure is logged, once for each distinct type and message, with the
+  payload cut to a short excerpt.
 * Shutdown. :meth:`Collector.close` stops accepting, drains what is queued within a timeout, then
   cancels and awaits the worker. Every handle still pending (queued or in progress) then fails with
   :class:`CollectorClosed`, whatever the mode, so no waiter ever hangs and no task is left behind.
@@ -62,6 +68,7 @@ from types import TracebackType
 from typing import Any, Final, TypedDict, cast
 
 from .events import Reading
+from .log_excerpt import excerpt
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -76,6 +83,9 @@ RATE_WINDOW_NS: Final = 10_000_000_000
 
 CANCEL_GRACE_S: Final = 1.0
 """How long close() waits for a cancelled worker; only a handler that ignores cancellation hits it."""
+
+LOGGED_FAILURES: Final = 64
+"""Distinct (type, message) failures remembered, so a repeated failure is not logged again."""
 
 
 class CollectorMode(StrEnum):
@@ -313,6 +323,7 @@ class _Item[T, R]:
     seq: int
     key: Hashable | None
     outcome: _Outcome[R]
+    lane: Hashable = None
 
 
 class _PendingQueue[T, R]:
@@ -398,11 +409,14 @@ class Collector[T, R]:
         task_factory: Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]]
         | None = None,
         name: str = "collector",
+        lane_key: Callable[[T], Hashable] | None = None,
+        expected: tuple[type[BaseException], ...] = (),
     ) -> None:
         """Configure the collector; nothing runs until :meth:`start`.
 
-        ``task_factory(coro, name)`` creates the worker task (Home Assistant: a wrapper around
-        ``entry.async_create_background_task``); by default ``loop.create_task``.
+        ``task_factory(coro, name)`` creates the worker task and the lane tasks (Home Assistant: a
+        wrapper around ``entry.async_create_background_task``); by default ``loop.create_task``.
+        ``lane_key`` turns on lanes (see the module doc); ``expected`` failures are not logged.
         """
         if maxsize < 0:
             raise ValueError("maxsize must be >= 0")
@@ -413,12 +427,18 @@ class Collector[T, R]:
         self._on_coalesced = on_coalesced
         self._task_factory = task_factory
         self._name = name
+        self._lane_key = lane_key
+        self._expected = expected
 
         self._pending: _PendingQueue[T, R] = _PendingQueue(self._mode)
         # The most recently admitted pending item per key: the twin a new keyed payload replaces.
         self._latest: dict[Hashable, _Item[T, R]] = {}
         self._seq = 0
-        self._current: _Item[T, R] | None = None
+        # Items being handled: at most one without lanes, one per busy lane with them.
+        self._running: set[_Item[T, R]] = set()
+        # Busy lanes and what waits in each behind the running item.
+        self._lanes: dict[Hashable, deque[_Item[T, R]]] = {}
+        self._lane_tasks: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._accepting = True
@@ -426,7 +446,9 @@ class Collector[T, R]:
         self._aborting = False
         self._close_started = False
         self._closed_event = asyncio.Event()
-        self._logged_types: set[type[BaseException]] = set()
+        self._logged_failures: OrderedDict[tuple[type[BaseException], str], None] = (
+            OrderedDict()
+        )
 
         self._submitted = 0
         self._processed = 0
@@ -454,8 +476,10 @@ class Collector[T, R]:
         return not self._accepting
 
     def __len__(self) -> int:
-        """Return the number of pending (not yet started) items."""
-        return len(self._pending)
+        """Return the number of pending (not yet started) items, those waiting in lanes included."""
+        return len(self._pending) + sum(
+            len(backlog) for backlog in self._lanes.values()
+        )
 
     def start(self) -> None:
         """Create the worker task; call on the event loop. Payloads sent earlier stay queued."""
@@ -464,12 +488,14 @@ class Collector[T, R]:
         if self._worker is not None:
             raise RuntimeError(f"{self._name} is already started")
         self._started_ns = time.monotonic_ns()
-        coro = self._run()
-        name = f"{self._name} worker"
+        self._worker = self._create_task(self._run(), f"{self._name} worker")
+
+    def _create_task(
+        self, coro: Coroutine[Any, Any, None], name: str
+    ) -> asyncio.Task[None]:
         if self._task_factory is None:
-            self._worker = asyncio.get_running_loop().create_task(coro, name=name)
-        else:
-            self._worker = self._task_factory(coro, name)
+            return asyncio.get_running_loop().create_task(coro, name=name)
+        return self._task_factory(coro, name)
 
     def send(self, payload: T, priority: int = DEFAULT_PRIORITY) -> Handle[R]:
         """Queue a payload and return its handle; never blocks, never drops lifecycle payloads.
@@ -486,7 +512,8 @@ class Collector[T, R]:
 
         outcome: _Outcome[R] = _Outcome()
         self._seq += 1
-        item = _Item(payload, priority, self._seq, key, outcome)
+        lane = None if self._lane_key is None else self._lane_key(payload)
+        item = _Item(payload, priority, self._seq, key, outcome, lane)
         self._submitted += 1
         if replaced is not None:
             self._pending.remove(replaced)
@@ -525,30 +552,47 @@ class Collector[T, R]:
         self._close_started = True
         try:
             worker = self._worker
-            if worker is not None and not worker.done():
+            if self._live_tasks():
                 self._draining = True
                 self._wakeup.set()  # an idle worker sees the queue is empty and returns
-                done, _ = await asyncio.wait({worker}, timeout=max(drain_timeout, 0.0))
-                if not done:
-                    self._aborting = True
-                    worker.cancel()
-                    done, _ = await asyncio.wait({worker}, timeout=CANCEL_GRACE_S)
+                deadline = time.monotonic() + max(drain_timeout, 0.0)
+                # Lanes started while draining count too: wait until the worker and every lane ended.
+                while pending := self._live_tasks():
+                    done, _ = await asyncio.wait(
+                        pending,
+                        timeout=max(deadline - time.monotonic(), 0.0),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
                     if not done:
+                        break
+                if pending:
+                    self._aborting = True
+                    for task in pending:
+                        task.cancel()
+                    _, still = await asyncio.wait(pending, timeout=CANCEL_GRACE_S)
+                    if still:
                         _LOGGER.warning(
                             "%s: handler ignored cancellation; worker still running after close",
                             self._name,
                         )
-                if done:
+                if worker is not None and worker.done():
                     self._worker = None
         finally:
-            worker = self._worker
-            if worker is not None and not worker.done() and not self._aborting:
-                # close() itself was cancelled while draining: do not leave the worker behind.
+            if not self._aborting and (left := self._live_tasks()):
+                # close() itself was cancelled while draining: do not leave a task behind.
                 self._aborting = True
-                worker.cancel()
+                for task in left:
+                    task.cancel()
             # Also on cancellation of close() itself: never leave a waiter hanging.
             self._abort_all()
             self._closed_event.set()
+
+    def _live_tasks(self) -> set[asyncio.Task[None]]:
+        """Return the worker and lane tasks that have not ended."""
+        tasks = set(self._lane_tasks)
+        if self._worker is not None:
+            tasks.add(self._worker)
+        return {task for task in tasks if not task.done()}
 
     def stats(self) -> CollectorStats:
         """Return counters, depth and timing percentiles (recent completions only)."""
@@ -557,8 +601,8 @@ class Collector[T, R]:
             "name": self._name,
             "mode": str(self._mode),
             "maxsize": self._maxsize,
-            "depth": len(self._pending),
-            "in_progress": 0 if self._current is None else 1,
+            "depth": len(self),
+            "in_progress": len(self._running),
             "high_water": self._high_water,
             "submitted": self._submitted,
             "processed": self._processed,
@@ -602,17 +646,51 @@ class Collector[T, R]:
                     continue
                 if item.key is not None and self._latest.get(item.key) is item:
                     del self._latest[item.key]
-                await self._process(item, worker)
+                if self._lane_key is None:
+                    await self._process(item, worker)
+                else:
+                    self._dispatch(item)
         finally:
             # However the worker ends (drained, cancelled by close() or by someone else), nothing
-            # will process the queue any more: refuse new payloads and fail what is left.
+            # will take items from the queue any more: refuse new payloads and fail what is queued.
+            # Busy lanes finish what they hold (close() waits for them or cancels them).
             self._accepting = False
-            self._abort_all()
+            self._abort_queued()
+
+    def _dispatch(self, item: _Item[T, R]) -> None:
+        """Hand an item to its lane: behind the lane's running item, or to a new lane task."""
+        backlog = self._lanes.get(item.lane)
+        if backlog is not None:
+            backlog.append(item)
+            return
+        self._lanes[item.lane] = deque()
+        task = self._create_task(
+            self._run_lane(item), f"{self._name} lane {excerpt(item.lane, 40)}"
+        )
+        self._lane_tasks.add(task)
+        task.add_done_callback(self._lane_tasks.discard)
+
+    async def _run_lane(self, item: _Item[T, R]) -> None:
+        """Handle a lane's items one after the other; the task ends when the lane has no more."""
+        task = asyncio.current_task()
+        assert task is not None
+        lane = item.lane
+        try:
+            while True:
+                await self._process(item, task)
+                backlog = self._lanes[lane]
+                if not backlog or self._aborting:
+                    return
+                item = backlog.popleft()
+        finally:
+            backlog = self._lanes.pop(lane, deque())
+            self._abort_items(list(backlog))
+            self._wakeup.set()
 
     async def _process(self, item: _Item[T, R], worker: asyncio.Task[None]) -> None:
-        """Run the handler for one item and resolve its outcome."""
+        """Run the handler for one item and resolve its outcome (``worker``: the task running it)."""
         outcome = item.outcome
-        self._current = item
+        self._running.add(item)
         outcome.started_ns = time.monotonic_ns()
         try:
             result = await self._handler(item.payload)
@@ -644,31 +722,36 @@ class Collector[T, R]:
                     CollectorClosed(f"{self._name} closed while handling")
                 )
                 self._aborted += 1
-            self._current = None
+            self._running.discard(item)
 
     def _fail(
         self, item: _Item[T, R], failure: BaseException, raised: BaseException
     ) -> None:
-        """Deliver a handler failure to the waiters and log its type the first time."""
+        """Deliver a handler failure to the waiters; log an unexpected one the first time it is seen."""
         if item.outcome.done:
             return  # already failed by close() (see _process)
         item.outcome.set_exception(failure)
         self._processed += 1
         self._failed += 1
         self._record(item.outcome)
-        kind = type(raised)
-        if kind not in self._logged_types:
-            # Once per type: a device flooding the same error must not flood the log; the waiter
-            # still gets every exception.
-            self._logged_types.add(kind)
-            _LOGGER.warning(
-                "%s: handler raised %s for %r (further %s are not logged)",
-                self._name,
-                kind.__name__,
-                item.payload,
-                kind.__name__,
-                exc_info=raised,
-            )
+        if isinstance(raised, self._expected):
+            return  # an outcome the sender handles (a device's refusal): not a fault of ours
+        signature = (type(raised), str(raised))
+        if signature in self._logged_failures:
+            # The same failure again: a device flooding one error must not flood the log; the
+            # waiter still gets every exception.
+            self._logged_failures.move_to_end(signature)
+            return
+        self._logged_failures[signature] = None
+        if len(self._logged_failures) > LOGGED_FAILURES:
+            self._logged_failures.popitem(last=False)
+        _LOGGER.warning(
+            "%s: handler raised %s for %s (repeats of this failure are not logged)",
+            self._name,
+            type(raised).__name__,
+            excerpt(item.payload),
+            exc_info=raised,
+        )
 
     def _record(self, outcome: _Outcome[R]) -> None:
         """Keep the times of a completion for rate and percentiles."""
@@ -680,12 +763,22 @@ class Collector[T, R]:
             )
         )
 
-    def _abort_all(self) -> None:
-        """Fail every unfinished handle (in progress and queued) with CollectorClosed."""
+    def _abort_queued(self) -> None:
+        """Fail the items still in the queue (not those handed to a lane) with CollectorClosed."""
         items = self._pending.clear()
         self._latest.clear()
-        if self._current is not None:
-            items.append(self._current)
+        self._abort_items(items)
+
+    def _abort_all(self) -> None:
+        """Fail every unfinished handle (in progress, in lanes and queued) with CollectorClosed."""
+        self._abort_queued()
+        items = list(self._running)
+        for backlog in self._lanes.values():
+            items.extend(backlog)
+            backlog.clear()
+        self._abort_items(items)
+
+    def _abort_items(self, items: list[_Item[T, R]]) -> None:
         for item in items:
             if not item.outcome.done:
                 item.outcome.set_exception(

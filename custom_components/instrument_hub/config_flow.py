@@ -1,92 +1,34 @@
-"""Config flow: a menu of source kinds, one step per kind; reconfigure; options."""
+"""Config flow: a menu of source kinds, one step per kind; reconfigure and options through the kind.
+
+Nothing here names a kind: the menu lists the registry, ``async_step_<kind>`` is the kind's form
+(the same step, prefilled, reconfigures an entry), and further steps a kind declares in
+``flow_steps`` are found by their step id.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from homeassistant.config_entries import (
+    SOURCE_RECONFIGURE,
     ConfigEntry,
     ConfigFlow,
     ConfigFlowResult,
     OptionsFlowWithReload,
 )
-from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.core import callback
-from homeassistant.helpers import selector
-import probatio
+from homeassistant.helpers.typing import UNDEFINED, UndefinedType
 
-from .blob_store import is_safe_relative_folder
-from .const import (
-    CONF_BLOB_FOLDER,
-    CONF_BLOB_KEEP,
-    CONF_BLOB_MAX_MB,
-    CONF_BLOBS_ENABLED,
-    CONF_SOURCE_KIND,
-    DEFAULT_BLOB_FOLDER,
-    DEFAULT_BLOB_KEEP,
-    DEFAULT_BLOB_MAX_MB,
-    DEFAULT_BLOBS_ENABLED,
-    DEFAULT_INDI_PORT,
-    DOMAIN,
-    SOURCE_INDI,
-)
-from .sources.base import CannotConnect
-from .sources.probe import tcp_probe
+from .const import CONF_SOURCE_KIND, DOMAIN
+from .kinds import KINDS, find_kind, kind_of
+from .kinds.base import Endpoint, FlowFormError, OptionsForm, SourceKind
 
-PORT_SELECTOR = selector.NumberSelector(
-    selector.NumberSelectorConfig(
-        min=1, max=65535, step=1, mode=selector.NumberSelectorMode.BOX
-    )
-)
-INDI_SCHEMA = probatio.Schema(
-    {
-        probatio.Required(CONF_HOST): selector.TextSelector(),
-        probatio.Required(CONF_PORT, default=DEFAULT_INDI_PORT): PORT_SELECTOR,
-    }
-)
-OPTIONS_SCHEMA = probatio.Schema(
-    {
-        probatio.Required(CONF_BLOBS_ENABLED): selector.BooleanSelector(),
-        probatio.Required(CONF_BLOB_FOLDER): selector.TextSelector(),
-        probatio.Required(CONF_BLOB_MAX_MB): selector.NumberSelector(
-            selector.NumberSelectorConfig(
-                min=1,
-                max=1024,
-                step=1,
-                unit_of_measurement="MiB",
-                mode=selector.NumberSelectorMode.BOX,
-            )
-        ),
-        probatio.Required(CONF_BLOB_KEEP): selector.NumberSelector(
-            selector.NumberSelectorConfig(
-                min=1, max=100000, step=1, mode=selector.NumberSelectorMode.BOX
-            )
-        ),
-    }
-)
-
-
-def _endpoint(user_input: dict[str, Any]) -> tuple[str, int]:
-    return str(user_input[CONF_HOST]).strip(), int(user_input[CONF_PORT])
-
-
-def _indi_unique_id(host: str, port: int) -> str:
-    return f"{SOURCE_INDI}:{host.lower()}:{port}"
-
-
-async def _async_validate_endpoint(host: str, port: int) -> dict[str, str]:
-    """Test the connection; return the form errors (empty when it works)."""
-    if not host:
-        return {CONF_HOST: "invalid_host"}
-    try:
-        await tcp_probe(host, port)
-    except CannotConnect:
-        return {"base": "cannot_connect"}
-    return {}
+STEP_PREFIX = "async_step_"
 
 
 class InstrumentHubConfigFlow(ConfigFlow, domain=DOMAIN):
-    """Add an endpoint: choose its kind, give its address, and it is tested before it is added."""
+    """Add an endpoint: choose its kind, describe it, and it is tested before it is added."""
 
     VERSION = 1
 
@@ -94,60 +36,94 @@ class InstrumentHubConfigFlow(ConfigFlow, domain=DOMAIN):
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Offer the kinds of source."""
-        return self.async_show_menu(step_id="user", menu_options=[SOURCE_INDI])
+        return self.async_show_menu(step_id="user", menu_options=list(KINDS))
 
-    async def async_step_indi(
-        self, user_input: dict[str, Any] | None = None
+    if (
+        not TYPE_CHECKING
+    ):  # dynamic steps; hidden from mypy so real attributes stay checked
+
+        def __getattr__(self, name: str) -> Any:
+            """Return the step ``async_step_<id>``: a kind's form or a step a kind declares."""
+            step_id = name.removeprefix(STEP_PREFIX)
+            if step_id != name:
+                if (kind := KINDS.get(step_id)) is not None:
+                    return partial(self.async_step_kind, kind)
+                for kind in KINDS.values():
+                    if (step := kind.flow_steps.get(step_id)) is not None:
+                        return partial(step, self)
+            raise AttributeError(name)
+
+    async def async_step_kind(
+        self, kind: SourceKind, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Add an INDI server."""
+        """Show a kind's form; check what the user gave, then add (or update) the entry."""
         errors: dict[str, str] = {}
         if user_input is not None:
-            host, port = _endpoint(user_input)
-            await self.async_set_unique_id(_indi_unique_id(host, port))
-            self._abort_if_unique_id_configured()
-            errors = await _async_validate_endpoint(host, port)
-            if not errors:
-                return self.async_create_entry(
-                    title=f"INDI server {host}:{port}",
-                    data={
-                        CONF_SOURCE_KIND: SOURCE_INDI,
-                        CONF_HOST: host,
-                        CONF_PORT: port,
-                    },
-                )
+            try:
+                endpoint = kind.endpoint(user_input)
+                if endpoint.unique_id is not None:
+                    # Before any I/O: an endpoint that is already added aborts at once.
+                    await self.async_claim_unique_id(endpoint.unique_id)
+                endpoint = await kind.async_check(self.hass, endpoint)
+            except FlowFormError as err:
+                errors = err.errors
+            else:
+                return await self.async_finish(kind, endpoint)
+        values = user_input
+        if values is None and self.source == SOURCE_RECONFIGURE:
+            values = dict(self._get_reconfigure_entry().data)
         return self.async_show_form(
-            step_id="indi",
-            data_schema=self.add_suggested_values_to_schema(INDI_SCHEMA, user_input),
+            step_id=kind.name,
+            data_schema=self.add_suggested_values_to_schema(
+                kind.schema(values or {}), values
+            ),
             errors=errors,
+        )
+
+    async def async_claim_unique_id(self, unique_id: str) -> None:
+        """Take the unique id, aborting when another entry has it (the entry being changed may)."""
+        if (
+            self.source == SOURCE_RECONFIGURE
+            and unique_id == self._get_reconfigure_entry().unique_id
+        ):
+            return
+        await self.async_set_unique_id(unique_id)
+        self._abort_if_unique_id_configured()
+
+    async def async_finish(
+        self, kind: SourceKind, endpoint: Endpoint
+    ) -> ConfigFlowResult:
+        """Create the entry, or update the one being reconfigured (keeping a title the user chose)."""
+        if endpoint.unique_id is None:
+            raise ValueError(f"{kind.name}: the endpoint has no unique id")
+        await self.async_claim_unique_id(endpoint.unique_id)
+        data = {CONF_SOURCE_KIND: kind.name, **endpoint.data}
+        if self.source != SOURCE_RECONFIGURE:
+            return self.async_create_entry(title=endpoint.title, data=data)
+        entry = self._get_reconfigure_entry()
+        title: str | UndefinedType = UNDEFINED
+        if entry.title == _default_title(kind, entry):
+            title = endpoint.title
+        return self.async_update_reload_and_abort(
+            entry,
+            unique_id=endpoint.unique_id,
+            title=title,
+            data=data,
+            reason="reconfigure_successful",
         )
 
     async def async_step_reconfigure(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Change the address of an endpoint; its devices and entities stay."""
-        entry = self._get_reconfigure_entry()
-        errors: dict[str, str] = {}
-        if user_input is not None:
-            host, port = _endpoint(user_input)
-            unique_id = _indi_unique_id(host, port)
-            if unique_id != entry.unique_id:
-                await self.async_set_unique_id(unique_id)
-                self._abort_if_unique_id_configured()
-            errors = await _async_validate_endpoint(host, port)
-            if not errors:
-                return self.async_update_reload_and_abort(
-                    entry,
-                    unique_id=unique_id,
-                    title=f"INDI server {host}:{port}",
-                    data_updates={CONF_HOST: host, CONF_PORT: port},
-                )
-        return self.async_show_form(
-            step_id="reconfigure",
-            data_schema=self.add_suggested_values_to_schema(
-                INDI_SCHEMA, user_input or dict(entry.data)
-            ),
-            errors=errors,
-        )
+        """Change how an entry reaches its endpoint: the kind's own form, prefilled."""
+        return await self.async_step_kind(kind_of(self._get_reconfigure_entry()))
+
+    @classmethod
+    @callback
+    def async_supports_options_flow(cls, config_entry: ConfigEntry) -> bool:
+        """Offer options only for the kinds that have some."""
+        kind = find_kind(config_entry)
+        return kind is not None and kind.options_form(config_entry) is not None
 
     @staticmethod
     @callback
@@ -156,38 +132,55 @@ class InstrumentHubConfigFlow(ConfigFlow, domain=DOMAIN):
         return InstrumentHubOptionsFlow()
 
 
+def _default_title(kind: SourceKind, entry: ConfigEntry) -> str | None:
+    """Return the title the flow would have given the entry (None if its data no longer validates)."""
+    try:
+        return kind.default_title(entry.data)
+    except FlowFormError:
+        return None
+
+
 class InstrumentHubOptionsFlow(OptionsFlowWithReload):
-    """BLOB handling: on/off, the folder under the config folder, a size cap and how many to keep."""
+    """The options of the entry's kind; the entry reloads when they change."""
+
+    def _form(self) -> OptionsForm:
+        form = kind_of(self.config_entry).options_form(self.config_entry)
+        assert form is not None  # only offered when there is one
+        return form
 
     async def async_step_init(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Show and check the options; the entry reloads when they change."""
+        """Show the kind's options form."""
+        return await self.async_step_options()
+
+    if not TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Any:
+            """Return the kind's options step (its step id names the form's translations)."""
+            if (
+                name.startswith(STEP_PREFIX)
+                and name == STEP_PREFIX + self._form().step_id
+            ):
+                return self.async_step_options
+            raise AttributeError(name)
+
+    async def async_step_options(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Show and check the options."""
+        form = self._form()
         errors: dict[str, str] = {}
         if user_input is not None:
-            folder = str(user_input[CONF_BLOB_FOLDER]).strip()
-            if not is_safe_relative_folder(folder):
-                errors[CONF_BLOB_FOLDER] = "invalid_folder"
-            else:
-                return self.async_create_entry(
-                    data={
-                        CONF_BLOBS_ENABLED: bool(user_input[CONF_BLOBS_ENABLED]),
-                        CONF_BLOB_FOLDER: folder,
-                        CONF_BLOB_MAX_MB: int(user_input[CONF_BLOB_MAX_MB]),
-                        CONF_BLOB_KEEP: int(user_input[CONF_BLOB_KEEP]),
-                    }
-                )
-        current = {
-            CONF_BLOBS_ENABLED: DEFAULT_BLOBS_ENABLED,
-            CONF_BLOB_FOLDER: DEFAULT_BLOB_FOLDER,
-            CONF_BLOB_MAX_MB: DEFAULT_BLOB_MAX_MB,
-            CONF_BLOB_KEEP: DEFAULT_BLOB_KEEP,
-            **self.config_entry.options,
-        }
+            try:
+                return self.async_create_entry(data=form.validate(user_input))
+            except FlowFormError as err:
+                errors = err.errors
+        current = {**form.defaults, **self.config_entry.options}
         return self.async_show_form(
-            step_id="init",
+            step_id=form.step_id,
             data_schema=self.add_suggested_values_to_schema(
-                OPTIONS_SCHEMA, user_input or current
+                form.schema, user_input or current
             ),
             errors=errors,
         )

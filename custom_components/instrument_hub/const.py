@@ -7,11 +7,9 @@ from typing import Final
 DOMAIN: Final = "instrument_hub"
 
 CONF_SOURCE_KIND: Final = "source_kind"
-SOURCE_INDI: Final = "indi"
+"""Entry data key naming the entry's source kind (a key of the registry in ``kinds``)."""
 
-DEFAULT_INDI_PORT: Final = 7624
-
-# Options (behaviour, not connection data)
+# File options (behaviour, not connection data) of the kinds whose devices send files
 CONF_BLOBS_ENABLED: Final = "blobs_enabled"
 CONF_BLOB_FOLDER: Final = "blob_folder"
 CONF_BLOB_MAX_MB: Final = "blob_max_mb"
@@ -25,11 +23,8 @@ DEFAULT_BLOB_KEEP: Final = 100
 HUB_DEVICE_KEY: Final = ""
 LINK_CHANNEL: Final = "_link"
 MESSAGE_CHANNEL: Final = "_messages"
+LAST_MESSAGE_CHANNEL: Final = "_last_message"
 
 ATTR_CONFIG_ENTRY_ID: Final = "config_entry_id"
-ATTR_DEVICE: Final = "device"
-ATTR_PROPERTY: Final = "property"
-ATTR_VALUES: Final = "values"
-SERVICE_SET_PROPERTY: Final = "set_property"
 
 BLOB_EVENT_RECEIVED: Final = "received"

@@ -68,8 +68,10 @@ class InstrumentHubEntity(Entity):
         definition = channel.definition
         if definition.translation_key:
             self._attr_translation_key = definition.translation_key
-        if definition.diagnostic:
-            self._attr_entity_category = EntityCategory.DIAGNOSTIC
+        if definition.category is not None:
+            self._attr_entity_category = EntityCategory(definition.category.value)
+        self._attr_entity_registry_enabled_default = definition.enabled_by_default
+        self._definition: ChannelDefined | None = None
         self._apply_channel(channel)
 
     @property
@@ -97,12 +99,15 @@ class InstrumentHubEntity(Entity):
         self.async_write_ha_state()
 
     def _apply_channel(self, channel: ChannelState) -> None:
-        """Copy the channel's definition and value into the entity's attributes."""
+        """Copy the channel's value, and its definition when it was (re-)defined, into the entity."""
         definition = channel.definition
-        if definition.label:
-            # The device's own label; fixed channels (label None) are named by their translation key.
-            self._attr_name = definition.label
-        self._apply_definition(definition)
+        if definition is not self._definition:
+            # Definitions are frozen: the same object means nothing changed since the last time.
+            self._definition = definition
+            if definition.label:
+                # The device's own label; fixed channels (label None) are named by their translation key.
+                self._attr_name = definition.label
+            self._apply_definition(definition)
         self._apply_value(channel)
 
     def _apply_definition(self, definition: ChannelDefined) -> None:

@@ -1,8 +1,8 @@
-"""Event entities: BLOBs received (with where they were saved) and device or server messages."""
+"""Event entities: files received (with where they were saved), messages, and a device's happenings."""
 
 from __future__ import annotations
 
-from homeassistant.components.event import EventEntity
+from homeassistant.components.event import EventDeviceClass, EventEntity
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
@@ -41,6 +41,11 @@ class InstrumentEvent(InstrumentHubEntity, EventEntity):
             self._attr_event_types = [BLOB_EVENT_RECEIVED]
         else:
             self._attr_event_types = list(definition.options)
+        hint = definition.device_class_hint
+        try:
+            self._attr_device_class = EventDeviceClass(hint) if hint else None
+        except ValueError:
+            self._attr_device_class = None
 
     def _apply_value(self, channel: ChannelState) -> None:
         if channel.event_seq == self._seen_seq or channel.last_event is None:

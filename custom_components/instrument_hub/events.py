@@ -10,10 +10,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Final
+from urllib.parse import unquote
+
+CONNECTION_MAC: Final = "mac"
+"""Connection type of a network MAC address in ``DeviceFound.connections`` (Home Assistant's own name)."""
 
 
 class ChannelKind(StrEnum):
-    """What a channel carries; with ``writable`` it decides the entity platform."""
+    """What a channel carries; with ``writable`` it decides the entity platform.
+
+    ``EVENT`` channels fire (their ``options`` are the event types, each Reading an :class:`EventData`);
+    ``ACTION`` channels are commands without a value (a button): Abort, reset statistics, a Thing's action.
+    """
 
     NUMERIC = "numeric"
     BOOLEAN = "boolean"
@@ -21,6 +30,22 @@ class ChannelKind(StrEnum):
     TEXT = "text"
     BLOB = "blob"
     EVENT = "event"
+    ACTION = "action"
+
+
+class StateClass(StrEnum):
+    """How a numeric channel's values add up (Home Assistant's sensor state classes)."""
+
+    MEASUREMENT = "measurement"
+    TOTAL = "total"
+    TOTAL_INCREASING = "total_increasing"
+
+
+class ChannelCategory(StrEnum):
+    """Channels that are not the device's primary data: its health/link, or its configuration."""
+
+    DIAGNOSTIC = "diagnostic"
+    CONFIG = "config"
 
 
 class MessageLevel(StrEnum):
@@ -45,7 +70,13 @@ class LinkDown:
 
 @dataclass(frozen=True, slots=True)
 class DeviceFound:
-    """A device appeared (or came back). Repeating it for a known device updates its details."""
+    """A device appeared (or came back). Repeating it for a known device updates its details.
+
+    A ``hardware_id`` (a MAC address, a serial number; stable for the device's life) anchors the
+    device's identifier and its entities' unique ids instead of the config entry, so that deleting
+    and re-adding the entry keeps entity ids and long-term statistics. ``connections`` are
+    ``(type, value)`` pairs such as ``(CONNECTION_MAC, "aa:bb:cc:dd:ee:ff")``.
+    """
 
     device_key: str
     name: str
@@ -54,6 +85,8 @@ class DeviceFound:
     sw_version: str | None = None
     serial_number: str | None = None
     via_device_key: str | None = None
+    hardware_id: str | None = None
+    connections: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +109,15 @@ class DeviceConnection:
 class ChannelDefined:
     """A channel was defined; a re-definition of a known channel updates it, never duplicates it.
 
+    ``channel_key`` is built with :func:`join_key`, so keys of distinct names never collide.
     ``label`` is the device's own name for the channel; ``translation_key`` is used instead where a
-    source knows the channel's meaning (fixed channels). ``options`` lists the values of an enum.
-    ``keeps_available`` marks the control that (re)connects a device's hardware: it must stay usable
-    while the device reports itself disconnected. ``diagnostic`` marks channels about the link or the
-    device's health rather than its measurements.
+    source knows the channel's meaning (fixed channels). ``options`` lists the values of an enum or the
+    event types of an event channel. ``keeps_available`` marks a control that must stay usable while
+    the device reports itself disconnected (indilib's CONNECTION, and the settings a driver wants set
+    before connecting). ``state_class`` applies to read-only numeric channels (None: no state class);
+    ``last_reset`` goes with ``TOTAL`` (a source re-defines the channel when its meter resets).
+    ``precision`` is the suggested display precision; ``category`` and ``enabled_by_default`` say
+    whether the entity is a diagnostic/config one and whether it starts enabled (noisy ones do not).
     """
 
     device_key: str
@@ -99,7 +136,10 @@ class ChannelDefined:
     translation_key: str | None = None
     value: object = None
     keeps_available: bool = False
-    diagnostic: bool = False
+    category: ChannelCategory | None = None
+    enabled_by_default: bool = True
+    state_class: StateClass | None = StateClass.MEASUREMENT
+    last_reset: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +152,7 @@ class ChannelRemoved:
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One pushed value of a channel."""
+    """One pushed value of a channel (None or NaN: the device has no valid value, shown as unknown)."""
 
     device_key: str
     channel_key: str
@@ -127,6 +167,14 @@ class BlobData:
     data: bytes
     format: str
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventData:
+    """The value of a Reading on an EVENT channel: which of its event types fired, and with what."""
+
+    event_type: str
+    attributes: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,3 +210,40 @@ LIFECYCLE_EVENTS = (
     ChannelRemoved,
 )
 """Events that change what exists; the collector never drops or coalesces these."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Keys. A channel key joins name parts with "."; each part is escaped so that distinct names never
+# give the same key (vector "a.b" + member "c" vs vector "a" + member "b.c"), keys never contain ":"
+# (the separator of unique ids) and never start with "_" (the hub's own channels). A name without
+# any of these characters is its own key part, so existing ids of ordinary names never change.
+
+_PART_ESCAPES: Final = {"%": "%25", ".": "%2E", ":": "%3A"}
+_DEVICE_ESCAPES: Final = {"%": "%25", ":": "%3A"}
+
+
+def _escape(name: str, escapes: Mapping[str, str]) -> str:
+    if not any(char in name for char in escapes):
+        return name
+    return "".join(escapes.get(char, char) for char in name)
+
+
+def key_part(name: str) -> str:
+    """Return one part of a channel key: the name with ``%``, ``.``, ``:`` and a leading ``_`` escaped."""
+    part = _escape(name, _PART_ESCAPES)
+    return f"%5F{part[1:]}" if part.startswith("_") else part
+
+
+def join_key(*names: str) -> str:
+    """Return the channel key of a path of names (vector, member, ...): the escaped parts joined by ``.``."""
+    return ".".join(key_part(name) for name in names)
+
+
+def split_key(key: str) -> tuple[str, ...]:
+    """Return the names a channel key was joined from (the inverse of :func:`join_key`)."""
+    return tuple(unquote(part) for part in key.split("."))
+
+
+def device_key_part(name: str) -> str:
+    """Return a device key as it appears in identifiers: ``%`` and ``:`` escaped, nothing else."""
+    return _escape(name, _DEVICE_ESCAPES)

@@ -9,23 +9,23 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Coroutine, Hashable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterator
 import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
 import logging
-from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+import math
+from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.core import Event as HassEvent, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.util import dt as dt_util
 
-from .blob_store import blob_path, write_blob
+from .blob_store import FileRefused, FileStoreSettings, save_file
 from .collector import (
     Collector,
     CollectorClosed,
@@ -37,11 +37,13 @@ from .const import (
     BLOB_EVENT_RECEIVED,
     DOMAIN,
     HUB_DEVICE_KEY,
+    LAST_MESSAGE_CHANNEL,
     LINK_CHANNEL,
     MESSAGE_CHANNEL,
 )
 from .events import (
     BlobData,
+    ChannelCategory,
     ChannelDefined,
     ChannelKind,
     ChannelRemoved,
@@ -49,12 +51,16 @@ from .events import (
     DeviceFound,
     DeviceLost,
     Event,
+    EventData,
     LinkDown,
     LinkUp,
     Message,
     MessageLevel,
     Reading,
+    device_key_part,
+    split_key,
 )
+from .log_excerpt import excerpt
 from .sources.base import (
     CommandResult,
     InvalidValue,
@@ -66,28 +72,10 @@ from .sources.base import (
 _LOGGER = logging.getLogger(__name__)
 
 type InstrumentHubConfigEntry = ConfigEntry[Hub]
+type CommandCall = Callable[[], Awaitable[CommandResult]]
 
 EVENT_QUEUE_SIZE = 2000
 MESSAGE_HISTORY = 50
-
-
-@runtime_checkable
-class SupportsSetProperty(Protocol):
-    """A source that can write a whole property (INDI vector) by name: the raw set_property action."""
-
-    async def async_set_property(
-        self, device: str, name: str, values: Mapping[str, object]
-    ) -> CommandResult:
-        """Write the given members of one property and return the device's answer."""
-
-
-@dataclass(frozen=True, slots=True)
-class BlobSettings:
-    """Where and how BLOBs are saved (from the entry's options)."""
-
-    folder: Path
-    max_bytes: int
-    keep: int
 
 
 @dataclass(slots=True)
@@ -105,12 +93,14 @@ class ChannelState:
 
 @dataclass(slots=True)
 class DeviceState:
-    """What the hub knows of one device."""
+    """What the hub knows of one device; ``identifier`` is fixed when the device is first seen."""
 
     info: DeviceFound
+    identifier: str
     present: bool = True
     connected: bool = True
     channels: dict[str, ChannelState] = field(default_factory=dict)
+    registry_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,20 +109,12 @@ class _Flush:
 
 
 @dataclass(frozen=True, slots=True)
-class _Write:
-    device_key: str
-    channel_key: str
-    value: object
+class _Command:
+    """A command for the command collector: its lane (what it must stay in order with) and its call."""
 
-
-@dataclass(frozen=True, slots=True)
-class _SetProperty:
-    device: str
-    name: str
-    values: Mapping[str, object]
-
-
-type _Command = _Write | _SetProperty
+    lane: Hashable
+    call: CommandCall
+    description: str
 
 
 def platform_for(definition: ChannelDefined) -> Platform:
@@ -148,6 +130,21 @@ def platform_for(definition: ChannelDefined) -> Platform:
             return Platform.TEXT if definition.writable else Platform.SENSOR
         case ChannelKind.BLOB | ChannelKind.EVENT:
             return Platform.EVENT
+        case ChannelKind.ACTION:
+            return Platform.BUTTON
+
+
+def valid_number(value: object) -> float | None:
+    """Return a reading as a float, or None (unknown) for None, NaN, infinities and non-numbers."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _connection(kind: str, value: str) -> tuple[str, str]:
+    """Return a registry connection; MAC addresses in Home Assistant's one spelling."""
+    return (kind, dr.format_mac(value) if kind == dr.CONNECTION_NETWORK_MAC else value)
 
 
 def _event_coalesce_key(item: Event | _Flush) -> Hashable | None:
@@ -168,6 +165,10 @@ def _to_ha_error(err: SourceError) -> HomeAssistantError:
     )
 
 
+async def _run_command(command: _Command) -> CommandResult:
+    return await command.call()
+
+
 class Hub:
     """The coordinator of one config entry."""
 
@@ -178,14 +179,14 @@ class Hub:
         source: Source,
         *,
         model: str,
-        blob_settings: BlobSettings | None,
+        file_settings: FileStoreSettings | None,
     ) -> None:
         """Set up the model; nothing runs until async_start."""
         self.hass = hass
         self.entry = entry
         self.source = source
         self.model = model
-        self.blob_settings = blob_settings
+        self.file_settings = file_settings
         self.link_up = False
         self.devices: dict[str, DeviceState] = {}
         self.messages: deque[Message] = deque(maxlen=MESSAGE_HISTORY)
@@ -193,7 +194,10 @@ class Hub:
         self._listeners: dict[str, dict[str, list[Callable[[], None]]]] = {}
         self._unavailable_logged = False
         self._lost_logged: set[str] = set()
-        self._blob_warned: set[tuple[str, str]] = set()
+        self._file_warned: set[tuple[str, str]] = set()
+        # Devices the user removed from the registry: what they were, for when they come back.
+        self._removed: dict[str, DeviceFound] = {}
+        self._unsubscribe_registry: Callable[[], None] | None = None
         self._events: Collector[Event | _Flush, None] = Collector(
             self._async_handle_event,
             mode=CollectorMode.FIFO,
@@ -202,11 +206,14 @@ class Hub:
             task_factory=self._create_task,
             name=f"{DOMAIN} events {entry.entry_id}",
         )
+        # Commands of different lanes (INDI: vectors) run at once; one lane's stay in order.
         self._commands: Collector[_Command, CommandResult] = Collector(
-            self._async_run_command,
+            _run_command,
             mode=CollectorMode.FIFO,
             task_factory=self._create_task,
             name=f"{DOMAIN} commands {entry.entry_id}",
+            lane_key=lambda command: command.lane,
+            expected=(SourceError,),
         )
         self._define_hub_device()
 
@@ -219,12 +226,20 @@ class Hub:
 
     async def async_start(self) -> None:
         """Start the queues and the source; raises CannotConnect when the endpoint is unreachable."""
+        self._unsubscribe_registry = self.hass.bus.async_listen(
+            dr.EVENT_DEVICE_REGISTRY_UPDATED,
+            self._device_registry_updated,
+            event_filter=self._is_own_device_removal,
+        )
         self._events.start()
         self._commands.start()
         await self.source.async_start(self._on_event)
 
     async def async_stop(self) -> None:
         """Stop the source, fail pending commands and drain the event queue; leaves no task behind."""
+        if self._unsubscribe_registry is not None:
+            self._unsubscribe_registry()
+            self._unsubscribe_registry = None
         await self.source.async_stop()
         await self._commands.close(drain_timeout=0)
         await self._events.close(drain_timeout=1.0)
@@ -244,14 +259,24 @@ class Hub:
 
     # ------------------------------------------------------------------ identifiers
 
-    def device_identifier(self, device_key: str) -> str:
-        """Return the registry identifier of a device (the hub device for HUB_DEVICE_KEY).
+    def _identifier_for(self, info: DeviceFound) -> str:
+        """Return a new device's registry identifier: its hardware id, or one anchored to the entry.
 
-        The entry id, not the host, anchors identifiers so a reconfigured host keeps every entity.
+        The entry id, not the host, anchors devices without a hardware id, so a reconfigured host
+        keeps every entity; a hardware id survives deleting and re-adding the entry as well.
         """
-        if device_key == HUB_DEVICE_KEY:
+        if info.device_key == HUB_DEVICE_KEY:
             return self.entry.entry_id
-        return f"{self.entry.entry_id}:{device_key}"
+        if info.hardware_id:
+            return device_key_part(info.hardware_id)
+        return f"{self.entry.entry_id}:{device_key_part(info.device_key)}"
+
+    def device_identifier(self, device_key: str) -> str:
+        """Return the registry identifier of a known device (the hub device for HUB_DEVICE_KEY)."""
+        device = self.devices.get(device_key)
+        if device is not None:
+            return device.identifier
+        return self._identifier_for(DeviceFound(device_key, device_key))
 
     def entity_unique_id(self, device_key: str, channel_key: str) -> str:
         """Return the unique id of the entity of a channel: stable across restarts and re-definitions."""
@@ -286,6 +311,21 @@ class Hub:
             return False
         return device.connected or channel.definition.keeps_available
 
+    def device_key_of(self, registry_id: str) -> str | None:
+        """Return the key of the device registered under ``registry_id`` (None if not ours)."""
+        for device_key, device in self.devices.items():
+            if device.registry_id == registry_id:
+                return device_key
+        return None
+
+    def can_remove_device(self, registry_id: str) -> bool:
+        """Tell whether the user may remove a device: not the endpoint, not one that is present."""
+        device_key = self.device_key_of(registry_id)
+        if device_key is None:
+            return True  # not in the model (left over from an earlier run): nothing holds it
+        device = self.devices[device_key]
+        return device_key != HUB_DEVICE_KEY and not (device.present and self.link_up)
+
     @callback
     def async_subscribe(
         self, device_key: str, channel_key: str, listener: Callable[[], None]
@@ -298,7 +338,8 @@ class Hub:
 
         @callback
         def unsubscribe() -> None:
-            listeners.remove(listener)
+            with contextlib.suppress(ValueError):
+                listeners.remove(listener)
 
         return unsubscribe
 
@@ -359,7 +400,10 @@ class Hub:
 
     def _define_hub_device(self) -> None:
         """Model the endpoint itself: its link state and the messages not tied to a device."""
-        hub = DeviceState(info=DeviceFound(HUB_DEVICE_KEY, self.entry.title))
+        hub = DeviceState(
+            info=DeviceFound(HUB_DEVICE_KEY, self.entry.title),
+            identifier=self.entry.entry_id,
+        )
         self.devices[HUB_DEVICE_KEY] = hub
         self._add_channel(
             hub,
@@ -371,7 +415,7 @@ class Hub:
                 label=None,
                 translation_key="link",
                 device_class_hint="connectivity",
-                diagnostic=True,
+                category=ChannelCategory.DIAGNOSTIC,
                 value=False,
             ),
         )
@@ -387,51 +431,93 @@ class Hub:
             label=None,
             translation_key="message",
             options=tuple(level.value for level in MessageLevel),
-            diagnostic=True,
+            category=ChannelCategory.DIAGNOSTIC,
+        )
+
+    @staticmethod
+    def _last_message_channel(device_key: str) -> ChannelDefined:
+        """Return the last-message sensor: a device's last word, seen without opening an event."""
+        return ChannelDefined(
+            device_key,
+            LAST_MESSAGE_CHANNEL,
+            ChannelKind.TEXT,
+            writable=False,
+            label=None,
+            translation_key="last_message",
+            category=ChannelCategory.DIAGNOSTIC,
         )
 
     @callback
     def async_register_hub_device(self) -> None:
         """Create the registry entry of the endpoint (server, plug, port) all devices hang off."""
-        dr.async_get(self.hass).async_get_or_create(
+        entry = dr.async_get(self.hass).async_get_or_create(
             config_entry_id=self.entry.entry_id,
-            identifiers={(DOMAIN, self.device_identifier(HUB_DEVICE_KEY))},
+            identifiers={(DOMAIN, self.entry.entry_id)},
             name=self.entry.title,
             manufacturer="Instrument Hub",
             model=self.model,
         )
+        self.devices[HUB_DEVICE_KEY].registry_id = entry.id
 
-    def _register_device(self, info: DeviceFound) -> None:
+    def _register_device(self, device: DeviceState) -> None:
+        info = device.info
         registry = dr.async_get(self.hass)
+        identifier = (DOMAIN, device.identifier)
+        self._migrate_device_identifier(registry, device)
         # Sub-devices hang off the device that relays them, everything else off the endpoint.
-        via_key = info.via_device_key
-        if via_key is None or via_key not in self.devices:
-            via_key = HUB_DEVICE_KEY
-        via = registry.async_get_device_by_identifier(
-            (DOMAIN, self.device_identifier(via_key)), self.entry.entry_id
-        )
-        registry.async_get_or_create(
+        via = self.devices.get(info.via_device_key or HUB_DEVICE_KEY)
+        if via is None or via.registry_id is None:
+            via = self.devices[HUB_DEVICE_KEY]
+        entry = registry.async_get_or_create(
             config_entry_id=self.entry.entry_id,
-            identifiers={(DOMAIN, self.device_identifier(info.device_key))},
+            identifiers={identifier},
+            connections={_connection(kind, value) for kind, value in info.connections},
             name=info.name,
             manufacturer=info.manufacturer,
             model=info.model,
             sw_version=info.sw_version,
             serial_number=info.serial_number,
-            via_device_id=via.id if via else None,
+            via_device_id=via.registry_id,
         )
+        device.registry_id = entry.id
+
+    def _migrate_device_identifier(
+        self, registry: dr.DeviceRegistry, device: DeviceState
+    ) -> None:
+        """Move a device registered under the identifier of older versions (unescaped key) to its new one."""
+        if device.info.hardware_id:
+            return
+        legacy = f"{self.entry.entry_id}:{device.info.device_key}"
+        if legacy == device.identifier or registry.async_get_device_by_identifier(
+            (DOMAIN, device.identifier), self.entry.entry_id
+        ):
+            return
+        old = registry.async_get_device_by_identifier(
+            (DOMAIN, legacy), self.entry.entry_id
+        )
+        if old is not None:
+            registry.async_update_device(
+                old.id, new_identifiers={(DOMAIN, device.identifier)}
+            )
 
     def _device_found(self, info: DeviceFound) -> None:
         device = self.devices.get(info.device_key)
         if device is None:
-            device = DeviceState(info=info)
+            self._removed.pop(info.device_key, None)
+            device = DeviceState(info=info, identifier=self._identifier_for(info))
             self.devices[info.device_key] = device
-            self._register_device(info)
+            self._register_device(device)
             self._add_channel(device, self._message_channel(info.device_key))
             return
         if device.info != info:
+            if (info.hardware_id or None) != (device.info.hardware_id or None):
+                _LOGGER.debug(
+                    "%s: device %s reported another hardware id; its identifier stays",
+                    self.entry.title,
+                    info.name,
+                )
             device.info = info
-            self._register_device(info)
+            self._register_device(device)
         if not device.present:
             device.present = True
             if info.device_key in self._lost_logged:
@@ -463,10 +549,33 @@ class Hub:
         device.connected = event.connected
         self._notify_device(event.device_key)
 
+    @callback
+    def _is_own_device_removal(self, data: dr.EventDeviceRegistryUpdatedData) -> bool:
+        return data["action"] == "remove" and any(
+            device.registry_id == data["device_id"] for device in self.devices.values()
+        )
+
+    @callback
+    def _device_registry_updated(
+        self, event: HassEvent[dr.EventDeviceRegistryUpdatedData]
+    ) -> None:
+        """Forget a device the user removed, so the endpoint defining it again brings it back."""
+        device_key = self.device_key_of(event.data["device_id"])
+        if device_key is None or device_key == HUB_DEVICE_KEY:
+            return
+        device = self.devices.pop(device_key)
+        self._removed[device_key] = device.info
+        # Its entities are being removed with it; they must never be told about the new ones.
+        self._listeners.pop(device_key, None)
+        self._lost_logged.discard(device_key)
+        _LOGGER.debug("%s: device %s was removed", self.entry.title, device.info.name)
+
     def _ensure_device(self, device_key: str) -> DeviceState:
-        """Return a device, creating it from its key when a source defined a channel first."""
+        """Return a device, creating it when a source defined a channel first (or it was removed)."""
         if device_key not in self.devices:
-            self._device_found(DeviceFound(device_key, device_key))
+            self._device_found(
+                self._removed.get(device_key) or DeviceFound(device_key, device_key)
+            )
         return self.devices[device_key]
 
     def _add_channel(self, device: DeviceState, definition: ChannelDefined) -> None:
@@ -474,12 +583,35 @@ class Hub:
         device.channels[definition.channel_key] = ChannelState(
             definition=definition, platform=platform, value=definition.value
         )
+        if device.info.device_key != HUB_DEVICE_KEY:
+            self._migrate_unique_id(device, definition.channel_key, platform)
         async_dispatcher_send(
             self.hass,
             self.signal_new_channel(platform),
             definition.device_key,
             definition.channel_key,
         )
+
+    def _migrate_unique_id(
+        self, device: DeviceState, channel_key: str, platform: Platform
+    ) -> None:
+        """Move an entity registered under an older version's (unescaped, collision-prone) id.
+
+        Earlier versions joined raw names: ``<entry>:<device>:<vector>.<member>``. Names without
+        ``.``/``:``/``%`` and a leading ``_`` give the same id as now; others are moved, so the
+        entity keeps its entity id and history.
+        """
+        if device.info.hardware_id:
+            return
+        unique_id = f"{device.identifier}:{channel_key}"
+        legacy = f"{self.entry.entry_id}:{device.info.device_key}:{'.'.join(split_key(channel_key))}"
+        if legacy == unique_id:
+            return
+        registry = er.async_get(self.hass)
+        if registry.async_get_entity_id(platform, DOMAIN, unique_id):
+            return
+        if entity_id := registry.async_get_entity_id(platform, DOMAIN, legacy):
+            registry.async_update_entity(entity_id, new_unique_id=unique_id)
 
     def _channel_defined(self, definition: ChannelDefined) -> None:
         device = self._ensure_device(definition.device_key)
@@ -490,9 +622,7 @@ class Hub:
         if platform_for(definition) != channel.platform:
             # The device changed what the channel is (read-only became writable, a kind changed): the
             # old entity cannot show it, so it goes and an entity of the right platform replaces it.
-            self._remove_entity(
-                definition.device_key, definition.channel_key, channel.platform
-            )
+            self._remove_entity(device, definition.channel_key, channel.platform)
             self._add_channel(device, definition)
             return
         # A re-definition updates the existing entity in place (label, range, options, value).
@@ -503,10 +633,10 @@ class Hub:
         self._notify_channel(definition.device_key, definition.channel_key)
 
     def _remove_entity(
-        self, device_key: str, channel_key: str, platform: Platform
+        self, device: DeviceState, channel_key: str, platform: Platform
     ) -> None:
         registry = er.async_get(self.hass)
-        unique_id = self.entity_unique_id(device_key, channel_key)
+        unique_id = f"{device.identifier}:{channel_key}"
         if entity_id := registry.async_get_entity_id(platform, DOMAIN, unique_id):
             # Removing the registry entry also removes the entity object from its platform.
             registry.async_remove(entity_id)
@@ -525,70 +655,107 @@ class Hub:
         if channel is None:
             self.ignored_readings += 1
             return
-        if isinstance(reading.value, BlobData):
-            await self._async_save_blob(reading, channel, reading.value)
+        value = reading.value
+        if isinstance(value, BlobData):
+            await self._async_save_file(reading, channel, value)
+        elif isinstance(value, EventData):
+            if value.event_type not in channel.definition.options:
+                self.ignored_readings += 1
+                return
+            self._fire(channel, value.event_type, dict(value.attributes))
         else:
-            channel.value = reading.value
+            channel.value = value
         channel.timestamp = reading.timestamp or dt_util.utcnow()
         self._notify_channel(reading.device_key, reading.channel_key)
 
-    async def _async_save_blob(
+    @staticmethod
+    def _fire(
+        channel: ChannelState, event_type: str, attributes: dict[str, Any]
+    ) -> None:
+        channel.value = attributes
+        channel.event_seq += 1
+        channel.last_event = (event_type, attributes)
+
+    async def _async_save_file(
         self, reading: Reading, channel: ChannelState, blob: BlobData
     ) -> None:
-        """Save a BLOB in the executor, then fire the channel's event with where it went."""
+        """Save a received file in the executor, then fire the channel's event with where it went.
+
+        A refused or failed save still fires the event, with ``path`` None and the reason.
+        """
         attributes: dict[str, Any] = {"size": blob.size, "format": blob.format}
-        settings = self.blob_settings
+        settings = self.file_settings
+        path: str | None = None
+        reason: str | None = None
         # The size cap is the source's job (it skips oversized BLOBs before decoding them); here only
         # a server that pushes files although none were asked for (saving disabled) is left.
         if settings is None:
-            key = (reading.device_key, reading.channel_key)
-            if key not in self._blob_warned:
-                _LOGGER.warning(
-                    "%s: BLOB of %s %s not saved (%d bytes; saving files is disabled)",
-                    self.entry.title,
-                    reading.device_key,
-                    reading.channel_key,
-                    blob.size,
-                )
-                self._blob_warned.add(key)
-            attributes["path"] = None
+            reason = "saving files is disabled"
         else:
-            path = blob_path(
-                settings.folder,
-                self.entry.entry_id,
-                reading.device_key,
-                reading.channel_key,
-                blob.format,
-                reading.timestamp or dt_util.utcnow(),
-            )
             try:
-                await self.hass.async_add_executor_job(
-                    write_blob, path, blob.data, settings.keep
+                saved = await self.hass.async_add_executor_job(
+                    self._save_file_job, settings, reading, blob
                 )
+            except FileRefused as err:
+                reason = err.reason
             except OSError as err:
-                _LOGGER.warning(
-                    "%s: could not save BLOB to %s: %s", self.entry.title, path, err
-                )
-                attributes["path"] = None
+                reason = f"could not write the file: {err.strerror or err}"
             else:
-                attributes["path"] = str(path)
-        channel.value = attributes
-        channel.event_seq += 1
-        channel.last_event = (BLOB_EVENT_RECEIVED, attributes)
+                path = str(saved)
+        if reason is not None:
+            self._warn_file_once(reading, blob, reason)
+        attributes["path"] = path
+        attributes["reason"] = reason
+        self._fire(channel, BLOB_EVENT_RECEIVED, attributes)
+
+    def _save_file_job(
+        self, settings: FileStoreSettings, reading: Reading, blob: BlobData
+    ) -> Any:
+        return save_file(
+            settings.folder,
+            (self.entry.entry_id, reading.device_key, reading.channel_key),
+            blob.format,
+            blob.data,
+            keep=settings.keep,
+            received=dt_util.utcnow(),
+        )
+
+    def _warn_file_once(self, reading: Reading, blob: BlobData, reason: str) -> None:
+        key = (reading.device_key, reading.channel_key)
+        level = logging.DEBUG if key in self._file_warned else logging.WARNING
+        self._file_warned.add(key)
+        _LOGGER.log(
+            level,
+            "%s: file of %s %s not saved (%d bytes): %s",
+            self.entry.title,
+            reading.device_key,
+            reading.channel_key,
+            blob.size,
+            reason,
+        )
 
     def _message(self, message: Message) -> None:
         self.messages.append(message)
         device_key = message.device_key
         if device_key is None or device_key not in self.devices:
             device_key = HUB_DEVICE_KEY
-        channel = self.devices[device_key].channels[MESSAGE_CHANNEL]
-        channel.event_seq += 1
-        channel.last_event = (
+        device = self.devices[device_key]
+        channel = device.channels[MESSAGE_CHANNEL]
+        self._fire(
+            channel,
             message.level.value,
             {"message": message.text, **message.attributes},
         )
         channel.timestamp = message.timestamp or dt_util.utcnow()
         self._notify_channel(device_key, MESSAGE_CHANNEL)
+        last = device.channels.get(LAST_MESSAGE_CHANNEL)
+        if last is None:
+            # Only devices that speak get the sensor: one that never sends a message has none.
+            self._add_channel(device, self._last_message_channel(device_key))
+            last = device.channels[LAST_MESSAGE_CHANNEL]
+        last.value = message.text
+        last.timestamp = channel.timestamp
+        self._notify_channel(device_key, LAST_MESSAGE_CHANNEL)
 
     # ------------------------------------------------------------------ commands
 
@@ -596,21 +763,30 @@ class Hub:
         self, device_key: str, channel_key: str, value: object
     ) -> CommandResult:
         """Write a channel; returns once the device confirmed it and its new state is applied."""
-        return await self._async_command(_Write(device_key, channel_key, value))
+        return await self.async_command(
+            self.source.command_lane(device_key, channel_key),
+            lambda: self.source.async_write(device_key, channel_key, value),
+            f"write {device_key} {channel_key} = {excerpt(value)}",
+        )
 
-    async def async_set_property(
-        self, device: str, name: str, values: Mapping[str, object]
+    async def async_press(self, device_key: str, channel_key: str) -> CommandResult:
+        """Run an action channel (a button); returns once the device confirmed it."""
+        return await self.async_command(
+            self.source.command_lane(device_key, channel_key),
+            lambda: self.source.async_run_action(device_key, channel_key),
+            f"press {device_key} {channel_key}",
+        )
+
+    async def async_command(
+        self, lane: Hashable, call: CommandCall, description: str
     ) -> CommandResult:
-        """Write one property by name (the raw action); returns the device's answer."""
-        if not isinstance(self.source, SupportsSetProperty):
-            raise ServiceValidationError(
-                translation_domain=DOMAIN, translation_key="not_supported"
-            )
-        return await self._async_command(_SetProperty(device, name, values))
+        """Run a command in its lane; commands of other lanes do not wait for it.
 
-    async def _async_command(self, command: _Command) -> CommandResult:
+        A source error becomes the translated error a user sees (never logged here: the caller
+        gets it); once the device confirmed, the events the confirmation carried are applied first.
+        """
         try:
-            result = await self._commands.send(command).wait()
+            result = await self._commands.send(_Command(lane, call, description)).wait()
         except SourceError as err:
             raise _to_ha_error(err) from err
         except CollectorClosed as err:
@@ -623,16 +799,6 @@ class Hub:
         await self.async_flush()
         return result
 
-    async def _async_run_command(self, command: _Command) -> CommandResult:
-        if isinstance(command, _Write):
-            return await self.source.async_write(
-                command.device_key, command.channel_key, command.value
-            )
-        assert isinstance(self.source, SupportsSetProperty)
-        return await self.source.async_set_property(
-            command.device, command.name, command.values
-        )
-
     # ------------------------------------------------------------------ diagnostics
 
     def event_queue_stats(self) -> CollectorStats:
@@ -640,7 +806,7 @@ class Hub:
         return self._events.stats()
 
     def diagnostics(self) -> dict[str, Any]:
-        """Return the model, the queues' figures and the source's state (no BLOB bytes)."""
+        """Return the model, the queues' figures and the source's state (no file contents)."""
         return {
             "link_up": self.link_up,
             "ignored_readings": self.ignored_readings,
@@ -648,6 +814,8 @@ class Hub:
                 # The endpoint's own name is its address: left out, like the host.
                 key or "<endpoint>": {
                     "name": device.info.name if key else None,
+                    "model": device.info.model,
+                    "sw_version": device.info.sw_version,
                     "present": device.present,
                     "connected": device.connected,
                     "channels": {
@@ -666,6 +834,7 @@ class Hub:
                 }
                 for key, device in self.devices.items()
             },
+            "removed_devices": sorted(self._removed),
             "recent_messages": [
                 {"device": m.device_key, "level": m.level.value, "text": m.text}
                 for m in self.messages
@@ -677,8 +846,6 @@ class Hub:
 
 
 def _diagnostic_value(value: object) -> object:
-    if isinstance(value, bytes | bytearray):
-        return f"<{len(value)} bytes>"
     if value is None or isinstance(value, bool | int | float | str | dict):
         return value
-    return repr(value)
+    return excerpt(value)

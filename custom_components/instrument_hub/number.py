@@ -9,9 +9,10 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .entity import InstrumentHubEntity, async_setup_channel_platform
 from .events import ChannelDefined
-from .hub import ChannelState, InstrumentHubConfigEntry
+from .hub import ChannelState, InstrumentHubConfigEntry, valid_number
 
-PARALLEL_UPDATES = 1
+# Writes to different channels run at once; the hub keeps those that must be in order in order.
+PARALLEL_UPDATES = 0
 # A channel without a declared range still needs bounds in Home Assistant: wide ones, in a box.
 UNBOUNDED = 1e15
 
@@ -51,10 +52,7 @@ class InstrumentNumber(InstrumentHubEntity, NumberEntity):
             self._attr_device_class = None
 
     def _apply_value(self, channel: ChannelState) -> None:
-        value = channel.value
-        self._attr_native_value = (
-            float(value) if isinstance(value, int | float) else None
-        )
+        self._attr_native_value = valid_number(channel.value)
 
     async def async_set_native_value(self, value: float) -> None:
         """Send the value; the state changes when the device confirms it."""

@@ -11,7 +11,8 @@ from .entity import InstrumentHubEntity, async_setup_channel_platform
 from .events import ChannelDefined
 from .hub import ChannelState, InstrumentHubConfigEntry
 
-PARALLEL_UPDATES = 1
+# Writes to different channels run at once; the hub keeps those that must be in order in order.
+PARALLEL_UPDATES = 0
 
 
 async def async_setup_entry(

@@ -12,8 +12,8 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .entity import InstrumentHubEntity, async_setup_channel_platform
-from .events import ChannelDefined, ChannelKind
-from .hub import ChannelState, Hub, InstrumentHubConfigEntry
+from .events import ChannelDefined, ChannelKind, StateClass
+from .hub import ChannelState, Hub, InstrumentHubConfigEntry, valid_number
 from .queue_sensor import QUEUE_SENSORS, QueueSensor
 
 PARALLEL_UPDATES = 0
@@ -50,20 +50,25 @@ def sensor_device_class(hint: str | None) -> SensorDeviceClass | None:
 
 
 class InstrumentNumericSensor(InstrumentHubEntity, SensorEntity):
-    """A measurement pushed by a device."""
-
-    _attr_state_class = SensorStateClass.MEASUREMENT
+    """A measurement or a meter pushed by a device (None and NaN show as unknown)."""
 
     def _apply_definition(self, definition: ChannelDefined) -> None:
         self._attr_device_class = sensor_device_class(definition.device_class_hint)
         self._attr_native_unit_of_measurement = definition.unit
         self._attr_suggested_display_precision = definition.precision
+        self._attr_state_class = (
+            SensorStateClass(definition.state_class.value)
+            if definition.state_class is not None
+            else None
+        )
+        self._attr_last_reset = (
+            definition.last_reset
+            if definition.state_class is StateClass.TOTAL
+            else None
+        )
 
     def _apply_value(self, channel: ChannelState) -> None:
-        value = channel.value
-        self._attr_native_value = (
-            float(value) if isinstance(value, int | float) else None
-        )
+        self._attr_native_value = valid_number(channel.value)
 
 
 class InstrumentEnumSensor(InstrumentHubEntity, SensorEntity):

@@ -1,7 +1,8 @@
-"""The integration's actions."""
+"""The integration's actions: registered once, each dispatched to the kind of the entry it names."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import cast
 
 from homeassistant.config_entries import ConfigEntryState
@@ -13,42 +14,25 @@ from homeassistant.core import (
     callback,
 )
 from homeassistant.exceptions import ServiceValidationError
-from homeassistant.helpers import config_validation as cv
-import probatio
 
-from .const import (
-    ATTR_CONFIG_ENTRY_ID,
-    ATTR_DEVICE,
-    ATTR_PROPERTY,
-    ATTR_VALUES,
-    DOMAIN,
-    SERVICE_SET_PROPERTY,
-)
+from .const import ATTR_CONFIG_ENTRY_ID, DOMAIN
 from .hub import InstrumentHubConfigEntry
-
-SET_PROPERTY_SCHEMA = probatio.Schema(
-    {
-        probatio.Required(ATTR_CONFIG_ENTRY_ID): cv.string,
-        probatio.Required(ATTR_DEVICE): cv.string,
-        probatio.Required(ATTR_PROPERTY): cv.string,
-        probatio.Required(ATTR_VALUES): probatio.All(
-            probatio.Schema({cv.string: probatio.Any(bool, int, float, str)}),
-            probatio.Length(min=1),
-        ),
-    }
-)
+from .kinds import all_actions, kind_of
 
 
 @callback
 def async_setup_services(hass: HomeAssistant) -> None:
-    """Register the actions of the integration."""
-    hass.services.async_register(
-        DOMAIN,
-        SERVICE_SET_PROPERTY,
-        _async_set_property,
-        schema=SET_PROPERTY_SCHEMA,
-        supports_response=SupportsResponse.OPTIONAL,
-    )
+    """Register every action some kind offers."""
+    for name, action in all_actions().items():
+        hass.services.async_register(
+            DOMAIN,
+            name,
+            partial(_async_dispatch, name),
+            schema=action.schema,
+            supports_response=SupportsResponse.OPTIONAL
+            if action.returns_response
+            else SupportsResponse.NONE,
+        )
 
 
 def _loaded_entry(hass: HomeAssistant, entry_id: str) -> InstrumentHubConfigEntry:
@@ -68,14 +52,14 @@ def _loaded_entry(hass: HomeAssistant, entry_id: str) -> InstrumentHubConfigEntr
     return cast("InstrumentHubConfigEntry", entry)
 
 
-async def _async_set_property(call: ServiceCall) -> ServiceResponse:
-    """Write a property the entities do not cover; respond with the device's answer."""
+async def _async_dispatch(name: str, call: ServiceCall) -> ServiceResponse:
+    """Run the action of the named entry's kind; an entry of a kind without it is refused."""
     entry = _loaded_entry(call.hass, call.data[ATTR_CONFIG_ENTRY_ID])
-    result = await entry.runtime_data.async_set_property(
-        call.data[ATTR_DEVICE], call.data[ATTR_PROPERTY], call.data[ATTR_VALUES]
-    )
-    return {
-        "state": result.state,
-        "message": result.message,
-        "values": dict(result.values),
-    }
+    action = next((a for a in kind_of(entry).actions if a.name == name), None)
+    if action is None:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="not_supported",
+            translation_placeholders={"action": name, "title": entry.title},
+        )
+    return await action.handler(call, entry)

@@ -12,7 +12,8 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .entity import InstrumentHubEntity, async_setup_channel_platform
 from .hub import ChannelState, InstrumentHubConfigEntry
 
-PARALLEL_UPDATES = 1
+# Writes to different channels run at once; the hub keeps those that must be in order in order.
+PARALLEL_UPDATES = 0
 
 
 async def async_setup_entry(

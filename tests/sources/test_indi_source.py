@@ -15,6 +15,7 @@ import pytest
 
 from custom_components.instrument_hub.events import (
     BlobData,
+    ChannelCategory,
     ChannelDefined,
     ChannelKind,
     ChannelRemoved,
@@ -310,7 +311,10 @@ async def test_switch_vectors_become_selects_or_booleans(
         "°C",
         "temperature",
     )
-    assert channel(recorder, "Mount", "DRIVER_INFO.DRIVER_NAME").diagnostic
+    assert (
+        channel(recorder, "Mount", "DRIVER_INFO.DRIVER_NAME").category
+        is ChannelCategory.DIAGNOSTIC
+    )
     keys = {
         e.channel_key
         for e in recorder.of_type(ChannelDefined)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +90,24 @@ class Source(ABC):
         self, device_key: str, channel_key: str, value: object
     ) -> CommandResult:
         """Write one channel and return once the device confirmed it (or raise a SourceError)."""
+
+    async def async_run_action(
+        self, device_key: str, channel_key: str
+    ) -> CommandResult:
+        """Run an ACTION channel (a command without a value) and return once the device confirmed it."""
+        raise UnknownTarget(
+            f"{device_key} has no action {channel_key}",
+            device=device_key,
+            channel=channel_key,
+        )
+
+    def command_lane(self, device_key: str, channel_key: str) -> Hashable:
+        """Return what a command to this channel must stay in order with (default: the channel).
+
+        Commands of different lanes run at the same time; a source whose writes address something
+        larger than a channel (an INDI vector: all its members are sent together) widens the lane.
+        """
+        return (device_key, channel_key)
 
     @abstractmethod
     def diagnostics(self) -> dict[str, Any]:

@@ -165,31 +165,68 @@ type PendingKey = tuple[str, str]
 """(device name, vector name)."""
 
 
+class _Waiting:
+    """One command sent and not answered yet; a ghost once its sender gave up (timed out).
+
+    INDI answers carry no request id: the next final state of the vector answers its oldest
+    command. A write that timed out may still be answered late, so it stays as a ghost that takes
+    (and drops) the next answer instead of letting it resolve a later write. A ghost expires after
+    one more timeout: a device that never answers does not keep eating answers.
+    """
+
+    __slots__ = ("expires", "future")
+
+    def __init__(self, future: asyncio.Future[CommandResult]) -> None:
+        self.future = future
+        self.expires: float | None = None
+
+    def stale(self, now: float) -> bool:
+        """Return True for an entry no answer should go to: finished, or an expired ghost."""
+        if self.expires is None:
+            return self.future.done()
+        return self.expires <= now
+
+
 class PendingCommands:
     """The commands sent and not answered yet, oldest first for each vector."""
 
     def __init__(self) -> None:
         """Start with no command waiting."""
-        self._waiting: dict[PendingKey, deque[asyncio.Future[CommandResult]]] = {}
+        self._waiting: dict[PendingKey, deque[_Waiting]] = {}
+        self.late_answers = 0
+        """Answers taken by ghosts: late answers to writes that had timed out."""
 
     def count(self) -> int:
-        """Return how many commands wait for their answer."""
-        return sum(len(waiting) for waiting in self._waiting.values())
+        """Return how many commands wait for their answer (ghosts not counted)."""
+        return sum(
+            1
+            for waiting in self._waiting.values()
+            for entry in waiting
+            if entry.expires is None
+        )
 
     async def send_and_wait(
         self, device: str, vector: Vector, send: Callable[[], Awaitable[None]]
     ) -> CommandResult:
-        """Send a command with ``send`` and wait (clamped vector timeout) for the answer to it."""
+        """Send a command with ``send`` and wait for the answer to it, all within the timeout.
+
+        The send is inside the (clamped vector) timeout: a server that stopped reading makes the
+        command fail at its timeout instead of holding it until the connection drops.
+        """
         key = (device, vector.name)
-        future: asyncio.Future[CommandResult] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._waiting.setdefault(key, deque()).append(future)
+        loop = asyncio.get_running_loop()
+        entry = _Waiting(loop.create_future())
+        self._waiting.setdefault(key, deque()).append(entry)
         timeout = command_timeout(vector.timeout)
+        not_sent = False
         try:
-            await send()
             async with asyncio.timeout(timeout):
-                return await future
+                try:
+                    await send()
+                except SourceError:
+                    not_sent = True
+                    raise
+                return await entry.future
         except TimeoutError:
             raise CommandTimeout(
                 f"{device}.{vector.name} did not answer within {timeout:g} s",
@@ -197,20 +234,36 @@ class PendingCommands:
                 channel=vector.name,
             ) from None
         finally:
-            self._forget(key, future)
+            if not_sent or entry.future.done():
+                self._forget(key, entry)
+            else:
+                # Sent (at least into the socket's buffer) and given up on: an answer may still come.
+                entry.expires = loop.time() + timeout
 
     def resolve(self, device: str, vector: Vector, update: SetVector) -> None:
         """Answer the oldest pending command of the vector: Ok/Idle resolve, Alert rejects."""
         if update.state not in (STATE_OK, STATE_IDLE, STATE_ALERT):
             return  # Busy (or no state): the device is still working on it
-        waiting = self._waiting.get((device, vector.name))
-        while waiting and waiting[0].done():
-            waiting.popleft()
+        key = (device, vector.name)
+        waiting = self._waiting.get(key)
         if not waiting:
             return
-        future = waiting.popleft()
+        now = asyncio.get_running_loop().time()
+        while waiting and waiting[0].stale(now):
+            waiting.popleft()
+        if not waiting:
+            del self._waiting[key]
+            return
+        entry = waiting.popleft()
+        if not waiting:
+            del self._waiting[key]
+        if entry.expires is not None:
+            self.late_answers += (
+                1  # the late answer to a write that timed out: nobody's result
+            )
+            return
         if update.state == STATE_ALERT:
-            future.set_exception(
+            entry.future.set_exception(
                 CommandRejected(
                     update.message or STATE_ALERT,
                     device=device,
@@ -218,7 +271,7 @@ class PendingCommands:
                 )
             )
         else:
-            future.set_result(
+            entry.future.set_result(
                 CommandResult(update.state, update.message, vector.current_values())
             )
 
@@ -227,20 +280,22 @@ class PendingCommands:
         matches: Callable[[PendingKey], bool],
         error: Callable[[], SourceError],
     ) -> None:
-        """Fail the pending commands of the matching vectors (each with its own exception)."""
-        for key, waiting in self._waiting.items():
-            if matches(key):
-                for future in waiting:
-                    if not future.done():
-                        future.set_exception(error())
-                waiting.clear()
+        """Fail the pending commands of the matching vectors (each with its own exception).
 
-    def _forget(self, key: PendingKey, future: asyncio.Future[CommandResult]) -> None:
+        Ghosts go too: after a lost link or a deleted vector no late answer can come.
+        """
+        for key in [key for key in self._waiting if matches(key)]:
+            for entry in self._waiting.pop(key):
+                if not entry.future.done():
+                    entry.future.set_exception(error())
+
+    def _forget(self, key: PendingKey, entry: _Waiting) -> None:
         waiting = self._waiting.get(key)
         if waiting is not None:
-            if future in waiting:
-                waiting.remove(future)
+            if entry in waiting:
+                waiting.remove(entry)
             if not waiting:
                 del self._waiting[key]
+        future = entry.future
         if future.done() and not future.cancelled():
             future.exception()  # mark it retrieved: the caller may have been cancelled meanwhile

@@ -1,14 +1,14 @@
 """Turn vectors into normalized ChannelDefined events.
 
-Channels: ``"<vector>.<member>"`` for one channel per member, ``"<vector>"`` for the select made of
-a whole OneOfMany/AtMostOne switch vector.
+Channels: ``join_key(vector, member)`` for one channel per member, ``join_key(vector)`` for the
+select made of a whole OneOfMany/AtMostOne switch vector (names escaped, so keys cannot collide).
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
-from ...events import ChannelDefined, ChannelKind
+from ...events import ChannelCategory, ChannelDefined, ChannelKind, join_key
 from .model import CONNECTION_VECTOR, DRIVER_INFO_VECTOR, LIGHT_OPTIONS, Member, Vector
 from .protocol import VectorKind, display_precision
 
@@ -22,7 +22,7 @@ def channel_definitions(device: str, vector: Vector) -> list[ChannelDefined]:
         return [
             ChannelDefined(
                 device_key=device,
-                channel_key=vector.name,
+                channel_key=join_key(vector.name),
                 kind=ChannelKind.ENUM,
                 writable=vector.writable,
                 label=vector.label,
@@ -44,13 +44,15 @@ def _member_definition(device: str, vector: Vector, member: Member) -> ChannelDe
     )
     common: dict[str, Any] = {
         "device_key": device,
-        "channel_key": vector.channel_of(member),
+        "channel_key": member.channel_key,
         "writable": vector.writable,
         "label": label,
         "group": vector.group,
         "value": vector.member_value(member),
         "keeps_available": vector.name == CONNECTION_VECTOR,
-        "diagnostic": vector.name == DRIVER_INFO_VECTOR,
+        "category": ChannelCategory.DIAGNOSTIC
+        if vector.name == DRIVER_INFO_VECTOR
+        else None,
     }
     match vector.kind:
         case VectorKind.NUMBER:

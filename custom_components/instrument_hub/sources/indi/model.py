@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
+from ...events import join_key
 from .protocol import SWITCH_ON, DefMember, DefVector, VectorKind, parse_number
 
 LIGHT_OPTIONS: Final = ("idle", "ok", "busy", "alert")
@@ -35,6 +36,8 @@ class Member:
     minimum: float | None = None
     maximum: float | None = None
     step: float | None = None
+    channel_key: str = ""
+    """The channel this member's value appears on (set by its vector)."""
 
     @classmethod
     def from_def(cls, member: DefMember) -> Member:
@@ -83,7 +86,7 @@ class Vector:
     @classmethod
     def from_def(cls, definition: DefVector) -> Vector:
         """Build a vector from its definition."""
-        return cls(
+        vector = cls(
             kind=definition.kind,
             name=definition.name,
             label=definition.label,
@@ -96,6 +99,11 @@ class Vector:
                 member.name: Member.from_def(member) for member in definition.members
             },
         )
+        # Keys are escaped names (see events.join_key): computed once here, not per reading.
+        select_key = join_key(vector.name) if vector.is_select else None
+        for member in vector.members.values():
+            member.channel_key = select_key or join_key(vector.name, member.name)
+        return vector
 
     @property
     def writable(self) -> bool:
@@ -147,9 +155,11 @@ class Vector:
             member.name: self.member_value(member) for member in self.members.values()
         }
 
-    def channel_of(self, member: Member) -> str:
-        """Return the key of the channel a member's value appears on."""
-        return self.name if self.is_select else f"{self.name}.{member.name}"
+    def member_of(self, channel_key: str) -> Member | None:
+        """Return the member a per-member channel shows (None for the select of a whole vector)."""
+        return next(
+            (m for m in self.members.values() if m.channel_key == channel_key), None
+        )
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 import functools
@@ -36,6 +36,7 @@ from ...events import (
     MessageLevel,
     Reading,
 )
+from ...log_excerpt import excerpt
 from ..base import (
     CommandResult,
     EventSink,
@@ -206,11 +207,11 @@ class IndiSource(Source):
         self._require_connected()
         device, vector = self._channel_vector(device_key, channel_key)
         self._require_writable(vector)
-        if vector.is_select:
+        member = None if vector.is_select else vector.member_of(channel_key)
+        if member is None:
             wire = select_values(vector, value)
         else:
-            member_name = channel_key.removeprefix(f"{vector.name}.")
-            wire = merged_values(vector, {member_name: value})
+            wire = merged_values(vector, {member.name: value})
         return await self._command(device, vector, wire)
 
     async def async_set_property(
@@ -238,6 +239,17 @@ class IndiSource(Source):
         wire = merged_values(vector, values, raw=True)
         return await self._command(found_device, vector, wire)
 
+    def command_lane(self, device_key: str, channel_key: str) -> Hashable:
+        """Return the vector's lane: its writes stay in order (each sends all members), others run."""
+        device = self._devices.get(device_key)
+        vector_name = device.channels.get(channel_key) if device else None
+        return self.vector_lane(device_key, vector_name or channel_key)
+
+    @staticmethod
+    def vector_lane(device: str, name: str) -> Hashable:
+        """Return the command lane of a vector (shared by its channels and the set_property action)."""
+        return ("vector", device, name)
+
     def diagnostics(self) -> dict[str, Any]:
         """Return the connection state, counters and the device/vector model (no BLOB bytes)."""
         connection = self._connection.stats()
@@ -261,6 +273,7 @@ class IndiSource(Source):
                 **asdict(self._counters),
             },
             "pending_commands": self._pending.count(),
+            "late_answers": self._pending.late_answers,
             "queued_items": self._queue.qsize(),
             "queued_bytes": self._queued_bytes,
         }
@@ -460,7 +473,7 @@ class IndiSource(Source):
         try:
             self._sink(event)
         except Exception:
-            _LOGGER.exception("Event sink failed on %r", event)
+            _LOGGER.exception("Event sink failed on %s", excerpt(event))
 
     def _announce_device(self, device: Device) -> None:
         """Emit DeviceFound for a new (or lost) device, again when its driver details change."""
@@ -520,7 +533,10 @@ class IndiSource(Source):
         if vector.is_select:
             self._emit(
                 Reading(
-                    device.name, vector.name, vector.select_value(), update.timestamp
+                    device.name,
+                    changed[0].channel_key,
+                    vector.select_value(),
+                    update.timestamp,
                 )
             )
             return
@@ -528,7 +544,7 @@ class IndiSource(Source):
             self._emit(
                 Reading(
                     device.name,
-                    vector.channel_of(member),
+                    member.channel_key,
                     vector.member_value(member),
                     update.timestamp,
                 )
@@ -560,7 +576,10 @@ class IndiSource(Source):
             self._counters.blob_bytes += blob.size
             self._emit(
                 Reading(
-                    device.name, f"{vector.name}.{given.name}", blob, update.timestamp
+                    device.name,
+                    vector.members[given.name].channel_key,
+                    blob,
+                    update.timestamp,
                 )
             )
 
@@ -651,7 +670,7 @@ class IndiSource(Source):
         try:
             await self._connection.send(data)
         except NotConnected:
-            _LOGGER.debug("Not sent while disconnected: %r", data)
+            _LOGGER.debug("Not sent while disconnected: %s", excerpt(data))
 
     # ------------------------------------------------------------------ commands
 
