@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Iterator
+from unittest.mock import PropertyMock, patch
 
 import pytest
+from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
+from syrupy.assertion import SnapshotAssertion
 
 from .fake_indi import FakeIndiServer
-
-FIXTURES = Path(__file__).parent / "fixtures"
+from .fake_source import FakeKind, registered_fake_kind
 
 
 @pytest.fixture(autouse=True)
@@ -31,3 +32,26 @@ async def indi_server(socket_enabled: None) -> AsyncIterator[FakeIndiServer]:
         yield server
     finally:
         await server.close()
+
+
+@pytest.fixture
+def fake_kind() -> Iterator[FakeKind]:
+    """Register the protocol-free source kind "fake" for one test (see tests/fake_source.py)."""
+    yield from registered_fake_kind()
+
+
+@pytest.fixture
+def all_entities_enabled() -> Iterator[None]:
+    """Create every entity enabled, also those disabled by default (for snapshots of all of them)."""
+    with patch(
+        "homeassistant.helpers.entity.Entity.entity_registry_enabled_default",
+        new_callable=PropertyMock,
+        return_value=True,
+    ):
+        yield
+
+
+@pytest.fixture
+def snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    """Snapshots in Home Assistant's own format (ids and times masked), as core's tests take them."""
+    return snapshot.use_extension(HomeAssistantSnapshotExtension)

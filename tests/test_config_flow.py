@@ -13,6 +13,10 @@ from homeassistant.data_entry_flow import FlowResultType
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.instrument_hub.config_flow import (
+    InstrumentHubConfigFlow,
+    InstrumentHubOptionsFlow,
+)
 from custom_components.instrument_hub.const import (
     CONF_BLOB_FOLDER,
     CONF_BLOB_KEEP,
@@ -22,6 +26,7 @@ from custom_components.instrument_hub.const import (
     DOMAIN,
 )
 
+from .fake_source import FAKE, FakeKind
 from .helpers import SOURCE_INDI
 from .peers import free_port
 
@@ -249,3 +254,137 @@ async def test_options_defaults_validation_and_save(
         CONF_BLOB_MAX_MB: 5,
         CONF_BLOB_KEEP: 3,
     }
+
+
+async def test_options_form_is_the_kinds_own_step(
+    hass: HomeAssistant, mock_setup_entry: AsyncMock
+) -> None:
+    """An INDI entry's options are its file options, under their own step (and translations)."""
+    entry = _indi_entry(hass, 7624)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert result["step_id"] == "files"
+
+
+async def test_invalid_host_is_refused_before_connecting(
+    hass: HomeAssistant, mock_setup_entry: AsyncMock
+) -> None:
+    """A host that cannot be one ('my server!') is an invalid host, not 'could not connect'."""
+    flow_id = await _start_indi_step(hass)
+    for bad in ("my server!", "-lead.example", "a..b", "x" * 64 + ".local"):
+        result = await hass.config_entries.flow.async_configure(
+            flow_id, {CONF_HOST: bad, CONF_PORT: 7624}
+        )
+        assert result["errors"] == {CONF_HOST: "invalid_host"}, bad
+
+
+@pytest.mark.usefixtures("socket_enabled")
+async def test_reconfigure_keeps_a_title_the_user_chose(
+    hass: HomeAssistant, mock_setup_entry: AsyncMock, listening_port: int
+) -> None:
+    """A renamed entry keeps its name when its address changes; the own string confirms it."""
+    entry = _indi_entry(hass, free_port())
+    hass.config_entries.async_update_entry(entry, title="Roof observatory")
+    result = await entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_HOST: "127.0.0.1", CONF_PORT: listening_port}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    # Our own "The address was changed.", not Home Assistant's generic string.
+    assert result.get("translation_domain") in (None, DOMAIN)
+    assert entry.title == "Roof observatory"
+    assert entry.data[CONF_PORT] == listening_port
+
+
+@pytest.mark.usefixtures("socket_enabled")
+async def test_reconfigure_of_an_entry_whose_data_no_longer_validates(
+    hass: HomeAssistant, mock_setup_entry: AsyncMock, listening_port: int
+) -> None:
+    """An entry saved with a host this version refuses can be repaired; its title is left alone."""
+    entry = _indi_entry(hass, 7624, host="bad host")
+    result = await entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_HOST: "127.0.0.1", CONF_PORT: listening_port}
+    )
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.title == "INDI server bad host:7624"
+    assert entry.data[CONF_HOST] == "127.0.0.1"
+
+
+async def test_menu_lists_every_registered_kind(
+    hass: HomeAssistant, fake_kind: FakeKind
+) -> None:
+    """The menu is the registry: a kind added there is offered, in order."""
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_USER}
+    )
+    assert result["menu_options"] == [SOURCE_INDI, FAKE]
+
+
+async def _fake_step(hass: HomeAssistant) -> str:
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_USER}
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": FAKE}
+    )
+    assert result["step_id"] == FAKE
+    return result["flow_id"]
+
+
+async def test_a_kind_that_learns_its_unique_id_from_the_endpoint(
+    hass: HomeAssistant, fake_kind: FakeKind, mock_setup_entry: AsyncMock
+) -> None:
+    """Errors of the check show on the form; a unique id known only after the check still dedupes."""
+    flow_id = await _fake_step(hass)
+    result = await hass.config_entries.flow.async_configure(flow_id, {CONF_HOST: " "})
+    assert result["errors"] == {CONF_HOST: "invalid_host"}
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, {CONF_HOST: "down"}
+    )
+    assert result["errors"] == {"base": "cannot_connect"}
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, {CONF_HOST: "later"}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["result"].unique_id == "fake:learned"
+    assert result["data"] == {CONF_SOURCE_KIND: FAKE, CONF_HOST: "later"}
+
+    flow_id = await _fake_step(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, {CONF_HOST: "later"}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+
+
+async def test_a_kind_step_beyond_its_form(
+    hass: HomeAssistant, fake_kind: FakeKind, mock_setup_entry: AsyncMock
+) -> None:
+    """A step a kind declares (a discovery or credentials step) is found by its step id."""
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": "fake_second"}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == "Second"
+
+
+async def test_unknown_steps_are_not_attributes() -> None:
+    """Only the registry's steps exist: anything else is a plain AttributeError (hasattr works)."""
+    flow = InstrumentHubConfigFlow()
+    assert hasattr(flow, f"async_step_{SOURCE_INDI}")
+    assert not hasattr(flow, "async_step_nothing")
+    assert not hasattr(flow, "nothing_at_all")
+    options = InstrumentHubOptionsFlow()
+    assert not hasattr(options, "nothing_at_all")
+
+
+async def test_options_only_for_kinds_that_have_them(
+    hass: HomeAssistant, fake_kind: FakeKind
+) -> None:
+    """A kind without options (or an entry of an unknown kind) offers no options flow."""
+    fake = MockConfigEntry(domain=DOMAIN, data={CONF_SOURCE_KIND: FAKE, CONF_HOST: "x"})
+    unknown = MockConfigEntry(domain=DOMAIN, data={CONF_SOURCE_KIND: "teleporter"})
+    indi = _indi_entry(hass, 7624)
+    supports = InstrumentHubConfigFlow.async_supports_options_flow
+    assert (supports(fake), supports(unknown), supports(indi)) == (False, False, True)

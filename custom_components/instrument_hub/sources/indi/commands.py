@@ -36,6 +36,18 @@ COMMAND_TIMEOUT_MAX = 60.0
 """Longest wait for a command's answer, whatever the vector's timeout says."""
 
 
+def _same_value(reported: str, sent: str) -> bool:
+    """Compare a value an answer reports with one a command sent (numbers as numbers)."""
+    if reported.strip() == sent.strip():
+        return True
+    reported_number, sent_number = parse_number(reported), parse_number(sent)
+    return (
+        reported_number is not None
+        and sent_number is not None
+        and math.isclose(reported_number, sent_number, rel_tol=1e-9, abs_tol=1e-9)
+    )
+
+
 def command_timeout(vector_timeout: float | None) -> float:
     """Return how long to wait for a command's answer: the vector's timeout, clamped."""
     return min(max(vector_timeout or 0.0, COMMAND_TIMEOUT_MIN), COMMAND_TIMEOUT_MAX)
@@ -170,15 +182,26 @@ class _Waiting:
 
     INDI answers carry no request id: the next final state of the vector answers its oldest
     command. A write that timed out may still be answered late, so it stays as a ghost that takes
-    (and drops) the next answer instead of letting it resolve a later write. A ghost expires after
-    one more timeout: a device that never answers does not keep eating answers.
+    (and drops) that answer instead of letting it resolve a later write. Answers carry the vector's
+    values: one that reports what a later write sent is that write's, so a device that dropped the
+    timed-out write does not make the next one fail too. A ghost expires after one more timeout.
     """
 
-    __slots__ = ("expires", "future")
+    __slots__ = ("expires", "future", "sent")
 
-    def __init__(self, future: asyncio.Future[CommandResult]) -> None:
+    def __init__(
+        self, future: asyncio.Future[CommandResult], sent: Mapping[str, str]
+    ) -> None:
         self.future = future
+        self.sent = sent
         self.expires: float | None = None
+
+    def matches(self, update: SetVector) -> bool:
+        """Tell whether the answer reports exactly the values this command sent (for members both name)."""
+        common = [member for member in update.members if member.name in self.sent]
+        return bool(common) and all(
+            _same_value(member.value, self.sent[member.name]) for member in common
+        )
 
     def stale(self, now: float) -> bool:
         """Return True for an entry no answer should go to: finished, or an expired ghost."""
@@ -206,7 +229,11 @@ class PendingCommands:
         )
 
     async def send_and_wait(
-        self, device: str, vector: Vector, send: Callable[[], Awaitable[None]]
+        self,
+        device: str,
+        vector: Vector,
+        send: Callable[[], Awaitable[None]],
+        sent: Mapping[str, str],
     ) -> CommandResult:
         """Send a command with ``send`` and wait for the answer to it, all within the timeout.
 
@@ -215,7 +242,7 @@ class PendingCommands:
         """
         key = (device, vector.name)
         loop = asyncio.get_running_loop()
-        entry = _Waiting(loop.create_future())
+        entry = _Waiting(loop.create_future(), sent)
         self._waiting.setdefault(key, deque()).append(entry)
         timeout = command_timeout(vector.timeout)
         not_sent = False
@@ -234,10 +261,13 @@ class PendingCommands:
                 channel=vector.name,
             ) from None
         finally:
-            if not_sent or entry.future.done():
+            future = entry.future
+            if not_sent or (future.done() and not future.cancelled()):
                 self._forget(key, entry)
             else:
-                # Sent (at least into the socket's buffer) and given up on: an answer may still come.
+                # Sent (at least into the socket's buffer) and given up on (timed out, or the caller
+                # was cancelled): an answer may still come, for nobody. The ghost needs no future.
+                future.cancel()
                 entry.expires = loop.time() + timeout
 
     def resolve(self, device: str, vector: Vector, update: SetVector) -> None:
@@ -251,16 +281,16 @@ class PendingCommands:
         now = asyncio.get_running_loop().time()
         while waiting and waiting[0].stale(now):
             waiting.popleft()
-        if not waiting:
+        entry = self._answered(waiting, update)
+        if entry is None:
             del self._waiting[key]
             return
-        entry = waiting.popleft()
+        waiting.remove(entry)
         if not waiting:
             del self._waiting[key]
         if entry.expires is not None:
-            self.late_answers += (
-                1  # the late answer to a write that timed out: nobody's result
-            )
+            # The late answer to a write that timed out: nobody's result.
+            self.late_answers += 1
             return
         if update.state == STATE_ALERT:
             entry.future.set_exception(
@@ -274,6 +304,20 @@ class PendingCommands:
             entry.future.set_result(
                 CommandResult(update.state, update.message, vector.current_values())
             )
+
+    @staticmethod
+    def _answered(waiting: deque[_Waiting], update: SetVector) -> _Waiting | None:
+        """Return the command an answer belongs to.
+
+        Without ghosts, the oldest. With ghosts, the oldest live write whose values the answer
+        reports; failing that, the oldest entry (a ghost: the late answer it waits for).
+        """
+        if not waiting:
+            return None
+        if all(entry.expires is None for entry in waiting):
+            return waiting[0]
+        matching = (e for e in waiting if e.expires is None and e.matches(update))
+        return next(matching, waiting[0])
 
     def fail(
         self,

@@ -713,7 +713,7 @@ class IndiSource(Source):
         """Send a new*Vector with all members and wait for the set*Vector answering it."""
         payload = new_vector(vector.kind, device.name, vector.name, list(wire.items()))
         return await self._pending.send_and_wait(
-            device.name, vector, functools.partial(self._connection.send, payload)
+            device.name, vector, functools.partial(self._connection.send, payload), wire
         )
 
     def _not_connected(self, why: str) -> NotConnected:

@@ -1,0 +1,821 @@
+"""The hub without any protocol: a fake source pushes normalized events, the user sees entities.
+
+Every test sets up a real config entry of the kind "fake" (tests/fake_source.py) and looks at what
+a user would: states, attributes, availability, the device and entity registries, action results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+import logging
+import math
+from typing import Any
+from unittest.mock import patch
+
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import (
+    STATE_OFF,
+    STATE_ON,
+    STATE_UNAVAILABLE,
+    STATE_UNKNOWN,
+    Platform,
+)
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.setup import async_setup_component
+import pytest
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    snapshot_platform,
+)
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
+from pytest_homeassistant_custom_component.typing import (
+    ClientSessionGenerator,
+    WebSocketGenerator,
+)
+from syrupy.assertion import SnapshotAssertion
+from syrupy.filters import props
+
+from custom_components.instrument_hub.const import DOMAIN
+from custom_components.instrument_hub.events import (
+    CONNECTION_MAC,
+    BlobData,
+    ChannelCategory,
+    ChannelDefined,
+    ChannelKind,
+    ChannelRemoved,
+    DeviceConnection,
+    DeviceFound,
+    DeviceLost,
+    Event,
+    EventData,
+    LinkDown,
+    LinkUp,
+    Message,
+    MessageLevel,
+    Reading,
+    StateClass,
+    join_key,
+)
+from custom_components.instrument_hub.hub import Hub
+from custom_components.instrument_hub.sources.base import (
+    CommandRejected,
+    CommandResult,
+    CommandTimeout,
+    InvalidValue,
+)
+
+from .fake_source import ACTION, FAKE_ENTRY_ID, FakeKind, FakeSource, Write, fake_entry
+from .helpers import state_of
+
+PLUG = DeviceFound(
+    "plug-1",
+    "Kitchen plug",
+    manufacturer="Acme",
+    model="Plug X",
+    sw_version="1.2",
+    serial_number="SN-123",
+    hardware_id="aabbccddeeff",
+    connections=((CONNECTION_MAC, "AA:BB:CC:DD:EE:FF"),),
+)
+RELAYED = DeviceFound(
+    "sensor-1",
+    "Mains sensor",
+    manufacturer="Acme",
+    model="Sensor (house mains)",
+    hardware_id="112233445566",
+    connections=((CONNECTION_MAC, "11:22:33:44:55:66"),),
+    via_device_key="plug-1",
+)
+BENCH = DeviceFound("bench", "Bench", manufacturer="Lab", model="Bench rig")
+RESET_AT = datetime(2026, 11, 1, tzinfo=UTC)
+QUIET_QUEUE = {
+    "depth": 0,
+    "rate": 2.5,
+    "wait_time": {"p50": 0.1, "p95": 0.2, "p99": 0.3, "max": 0.4},
+}
+
+
+def _channel(device: str, key: str, kind: ChannelKind, **kwargs: Any) -> ChannelDefined:
+    kwargs.setdefault("writable", False)
+    kwargs.setdefault("label", key.replace("_", " ").capitalize())
+    return ChannelDefined(device, join_key(key), kind, **kwargs)
+
+
+PLUG_CHANNELS: tuple[ChannelDefined, ...] = (
+    _channel(
+        "plug-1",
+        "power",
+        ChannelKind.NUMERIC,
+        unit="W",
+        device_class_hint="power",
+        precision=1,
+        value=12.5,
+    ),
+    _channel(
+        "plug-1",
+        "energy",
+        ChannelKind.NUMERIC,
+        unit="kWh",
+        device_class_hint="energy",
+        state_class=StateClass.TOTAL_INCREASING,
+        value=3.25,
+    ),
+    _channel(
+        "plug-1",
+        "water",
+        ChannelKind.NUMERIC,
+        unit="L",
+        device_class_hint="water",
+        state_class=StateClass.TOTAL,
+        last_reset=RESET_AT,
+        value=40.0,
+    ),
+    _channel(
+        "plug-1",
+        "signal",
+        ChannelKind.NUMERIC,
+        unit="dBm",
+        device_class_hint="signal_strength",
+        category=ChannelCategory.DIAGNOSTIC,
+        enabled_by_default=False,
+        value=-61,
+    ),
+    _channel("plug-1", "broken", ChannelKind.NUMERIC, value=math.nan),
+    _channel("plug-1", "relay", ChannelKind.BOOLEAN, writable=True, value=True),
+    _channel(
+        "plug-1",
+        "online",
+        ChannelKind.BOOLEAN,
+        device_class_hint="connectivity",
+        value=False,
+    ),
+    _channel(
+        "plug-1", "role", ChannelKind.ENUM, options=("mains", "solar"), value="solar"
+    ),
+    _channel(
+        "plug-1",
+        "mode",
+        ChannelKind.ENUM,
+        writable=True,
+        options=("eco", "boost"),
+        value="eco",
+        category=ChannelCategory.CONFIG,
+    ),
+    _channel("plug-1", "firmware_note", ChannelKind.TEXT, value="stable"),
+    _channel("plug-1", "note", ChannelKind.TEXT, writable=True, value="hello"),
+    _channel(
+        "plug-1",
+        "target",
+        ChannelKind.NUMERIC,
+        writable=True,
+        minimum=0,
+        maximum=30,
+        step=0.5,
+        unit="°C",
+        device_class_hint="temperature",
+        value=18.5,
+    ),
+    _channel("plug-1", "log", ChannelKind.BLOB),
+    _channel("plug-1", "pulse", ChannelKind.EVENT, options=("pulse", "over_range")),
+    _channel(
+        "plug-1",
+        "reset",
+        ChannelKind.ACTION,
+        writable=True,
+        device_class_hint="restart",
+    ),
+)
+RELAYED_CHANNELS = (
+    _channel(
+        "sensor-1",
+        "power",
+        ChannelKind.NUMERIC,
+        unit="W",
+        device_class_hint="power",
+        value=-250.0,
+    ),
+)
+BENCH_CHANNELS = (
+    _channel("bench", "voltage", ChannelKind.NUMERIC, unit="V", value=5.02),
+    _channel(
+        "bench",
+        "port",
+        ChannelKind.TEXT,
+        writable=True,
+        value="/dev/ttyUSB0",
+        keeps_available=True,
+    ),
+)
+EVERYTHING: tuple[Event, ...] = (
+    LinkUp(),
+    PLUG,
+    *PLUG_CHANNELS,
+    RELAYED,
+    *RELAYED_CHANNELS,
+    BENCH,
+    *BENCH_CHANNELS,
+)
+
+
+async def _settle(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    """Wait until the hub applied every event pushed so far and the entities were written."""
+    await entry.runtime_data.async_flush()
+    await hass.async_block_till_done()
+
+
+async def _setup(
+    hass: HomeAssistant, fake_kind: FakeKind, initial: tuple[Event, ...] = EVERYTHING
+) -> tuple[MockConfigEntry, FakeSource]:
+    source = FakeSource(initial=list(initial))
+    fake_kind.next_sources.append(source)
+    entry = fake_entry(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.LOADED
+    await _settle(hass, entry)
+    return entry, source
+
+
+def _entity_id(hass: HomeAssistant, platform: str, unique_id: str) -> str:
+    entity_id = er.async_get(hass).async_get_entity_id(platform, DOMAIN, unique_id)
+    assert entity_id is not None, f"no {platform} entity {unique_id}"
+    return entity_id
+
+
+@pytest.mark.usefixtures("all_entities_enabled")
+@pytest.mark.parametrize(
+    "platform",
+    [
+        Platform.BINARY_SENSOR,
+        Platform.BUTTON,
+        Platform.EVENT,
+        Platform.NUMBER,
+        Platform.SELECT,
+        Platform.SENSOR,
+        Platform.SWITCH,
+        Platform.TEXT,
+    ],
+)
+async def test_entities_of_each_platform(
+    hass: HomeAssistant,
+    fake_kind: FakeKind,
+    entity_registry: er.EntityRegistry,
+    snapshot: SnapshotAssertion,
+    platform: Platform,
+) -> None:
+    """Every channel kind becomes the entity a user expects: states and registry entries pinned."""
+    # The queue's own figures (rate, wait time) vary from run to run: pinned at fixed values here.
+    with (
+        patch("custom_components.instrument_hub.PLATFORMS", [platform]),
+        patch.object(Hub, "event_queue_stats", return_value=QUIET_QUEUE),
+    ):
+        entry, _source = await _setup(hass, fake_kind)
+        await snapshot_platform(hass, entity_registry, snapshot, entry.entry_id)
+
+
+async def test_devices_by_hardware_id_mac_and_relay(
+    hass: HomeAssistant,
+    fake_kind: FakeKind,
+    device_registry: dr.DeviceRegistry,
+    snapshot: SnapshotAssertion,
+) -> None:
+    """Devices: identified by hardware id where there is one, MAC connections, relayed via the plug."""
+    entry, _source = await _setup(hass, fake_kind)
+    devices = sorted(
+        dr.async_entries_for_config_entry(device_registry, entry.entry_id),
+        key=lambda device: device.name or "",
+    )
+    assert devices == snapshot
+    by_name = {device.name: device for device in devices}
+    plug, relayed = by_name["Kitchen plug"], by_name["Mains sensor"]
+    assert plug.identifiers == {(DOMAIN, "aabbccddeeff")}
+    assert plug.connections == {(dr.CONNECTION_NETWORK_MAC, "aa:bb:cc:dd:ee:ff")}
+    assert relayed.via_device_id == plug.id
+    assert by_name["Bench"].identifiers == {(DOMAIN, f"{FAKE_ENTRY_ID}:bench")}
+    assert by_name["Bench"].via_device_id == by_name["Fake bench"].id
+
+
+async def test_noisy_channel_disabled_by_default_and_categories(
+    hass: HomeAssistant, fake_kind: FakeKind, entity_registry: er.EntityRegistry
+) -> None:
+    """A channel marked noisy starts disabled; diagnostic and config channels get their category."""
+    await _setup(hass, fake_kind)
+    signal = entity_registry.async_get(
+        _entity_id(hass, "sensor", f"aabbccddeeff:{join_key('signal')}")
+    )
+    assert signal is not None
+    assert signal.disabled_by is er.RegistryEntryDisabler.INTEGRATION
+    assert signal.entity_category == "diagnostic"
+    assert hass.states.get(signal.entity_id) is None
+    mode = entity_registry.async_get(_entity_id(hass, "select", "aabbccddeeff:mode"))
+    assert mode is not None and mode.entity_category == "config"
+
+
+async def test_readings_none_and_nan_are_unknown(
+    hass: HomeAssistant, fake_kind: FakeKind
+) -> None:
+    """A value the device marks invalid shows unknown, never 0; a valid one shows again after."""
+    entry, source = await _setup(hass, fake_kind)
+    power = _entity_id(hass, "sensor", "aabbccddeeff:power")
+    assert state_of(hass, power) == "12.5"
+    for invalid in (math.nan, None, math.inf, "12"):
+        source.push(Reading("plug-1", "power", invalid))
+        await _settle(hass, entry)
+        assert state_of(hass, power) == STATE_UNKNOWN, invalid
+    source.push(Reading("plug-1", "power", 7))
+    await _settle(hass, entry)
+    assert state_of(hass, power) == "7.0"
+
+
+async def test_meters_carry_state_class_and_last_reset(
+    hass: HomeAssistant, fake_kind: FakeKind
+) -> None:
+    """Energy counters are total_increasing, a resettable total has its last reset: Energy-dashboard ready."""
+    entry, source = await _setup(hass, fake_kind)
+    energy = hass.states.get(_entity_id(hass, "sensor", "aabbccddeeff:energy"))
+    assert energy is not None
+    assert energy.attributes["state_class"] == "total_increasing"
+    assert energy.attributes["unit_of_measurement"] == "kWh"
+    water_id = _entity_id(hass, "sensor", "aabbccddeeff:water")
+    water = hass.states.get(water_id)
+    assert water is not None
+    assert water.attributes["state_class"] == "total"
+    assert water.attributes["last_reset"] == RESET_AT.isoformat()
+    power = hass.states.get(_entity_id(hass, "sensor", "aabbccddeeff:power"))
+    assert power is not None and power.attributes["state_class"] == "measurement"
+
+    # The meter was reset: the source re-defines the channel with the new last reset.
+    later = datetime(2026, 12, 1, tzinfo=UTC)
+    water_channel = next(c for c in PLUG_CHANNELS if c.channel_key == "water")
+    source.push(
+        ChannelDefined(
+            **{
+                **{f: getattr(water_channel, f) for f in water_channel.__slots__},
+                "last_reset": later,
+                "value": 0.0,
+            }
+        )
+    )
+    await _settle(hass, entry)
+    water = hass.states.get(water_id)
+    assert water is not None
+    assert (water.state, water.attributes["last_reset"]) == ("0.0", later.isoformat())
+
+
+async def test_link_device_channel_and_connection_availability(
+    hass: HomeAssistant, fake_kind: FakeKind, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Link down: all unavailable but Connected (off); device lost: its entities; channel removed: it."""
+    caplog.set_level(logging.INFO, logger="custom_components.instrument_hub.hub")
+    entry, source = await _setup(hass, fake_kind)
+    connected = _entity_id(hass, "binary_sensor", f"{FAKE_ENTRY_ID}:_link")
+    plug_power = _entity_id(hass, "sensor", "aabbccddeeff:power")
+    relayed_power = _entity_id(hass, "sensor", "112233445566:power")
+    voltage = _entity_id(hass, "sensor", f"{FAKE_ENTRY_ID}:bench:voltage")
+    port = _entity_id(hass, "text", f"{FAKE_ENTRY_ID}:bench:port")
+    assert state_of(hass, connected) == STATE_ON
+
+    source.push(LinkDown("cable pulled"), LinkDown("still down"))
+    await _settle(hass, entry)
+    assert state_of(hass, connected) == STATE_OFF
+    for entity_id in (plug_power, relayed_power, voltage, port):
+        assert state_of(hass, entity_id) == STATE_UNAVAILABLE
+    source.push(LinkUp())
+    await _settle(hass, entry)
+    assert state_of(hass, plug_power) == "12.5"
+    logged = [r.getMessage() for r in caplog.records if r.name.endswith(".hub")]
+    assert logged.count("Fake bench is unavailable: cable pulled") == 1
+    assert logged.count("Fake bench is available again") == 1
+
+    source.push(DeviceLost("sensor-1", "out of range"))
+    await _settle(hass, entry)
+    assert state_of(hass, relayed_power) == STATE_UNAVAILABLE
+    assert state_of(hass, plug_power) == "12.5"
+    source.push(RELAYED)
+    await _settle(hass, entry)
+    assert state_of(hass, relayed_power) == "-250.0"
+
+    source.push(ChannelRemoved("plug-1", "power"))
+    await _settle(hass, entry)
+    assert state_of(hass, plug_power) == STATE_UNAVAILABLE
+    assert state_of(hass, _entity_id(hass, "sensor", "aabbccddeeff:energy")) == "3.25"
+
+    # The device's hardware link is off: everything but what must be set before connecting goes.
+    source.push(DeviceConnection("bench", connected=False))
+    await _settle(hass, entry)
+    assert state_of(hass, voltage) == STATE_UNAVAILABLE
+    assert state_of(hass, port) == "/dev/ttyUSB0"
+
+
+async def test_redefinition_updates_in_place_and_a_new_platform_replaces(
+    hass: HomeAssistant, fake_kind: FakeKind, entity_registry: er.EntityRegistry
+) -> None:
+    """Re-defining a channel updates its entity (no duplicate); read-only to writable swaps the platform."""
+    entry, source = await _setup(hass, fake_kind)
+    before = len(er.async_entries_for_config_entry(entity_registry, entry.entry_id))
+    target = next(c for c in PLUG_CHANNELS if c.channel_key == "target")
+    changed = {f: getattr(target, f) for f in target.__slots__}
+    source.push(ChannelDefined(**{**changed, "maximum": 40.0, "label": "Set point"}))
+    await _settle(hass, entry)
+    number = hass.states.get(_entity_id(hass, "number", "aabbccddeeff:target"))
+    assert number is not None
+    assert number.attributes["max"] == 40.0
+    assert number.attributes["friendly_name"] == "Kitchen plug Set point"
+
+    firmware = next(c for c in PLUG_CHANNELS if c.channel_key == "firmware_note")
+    fields = {f: getattr(firmware, f) for f in firmware.__slots__}
+    source.push(ChannelDefined(**{**fields, "writable": True}))
+    await _settle(hass, entry)
+    assert (
+        entity_registry.async_get_entity_id(
+            "sensor", DOMAIN, "aabbccddeeff:firmware_note"
+        )
+        is None
+    )
+    assert (
+        state_of(hass, _entity_id(hass, "text", "aabbccddeeff:firmware_note"))
+        == "stable"
+    )
+    assert (
+        len(er.async_entries_for_config_entry(entity_registry, entry.entry_id))
+        == before
+    )
+
+
+async def test_removed_device_comes_back_with_the_same_entity_ids(
+    hass: HomeAssistant,
+    fake_kind: FakeKind,
+    hass_ws_client: WebSocketGenerator,
+    device_registry: dr.DeviceRegistry,
+    entity_registry: er.EntityRegistry,
+) -> None:
+    """A device the user removed while it was gone returns, entities and ids, when it is defined again."""
+    assert await async_setup_component(hass, "config", {})
+    entry, source = await _setup(hass, fake_kind)
+    bench_before = sorted(
+        e.entity_id
+        for e in er.async_entries_for_config_entry(entity_registry, entry.entry_id)
+        if ":bench:" in e.unique_id
+    )
+    plug_power = _entity_id(hass, "sensor", "aabbccddeeff:power")
+    client = await hass_ws_client(hass)
+
+    async def remove(name: str) -> dict[str, Any]:
+        device = next(
+            d
+            for d in dr.async_entries_for_config_entry(device_registry, entry.entry_id)
+            if d.name == name
+        )
+        await client.send_json_auto_id(
+            {
+                "type": "config/device_registry/remove_config_entry",
+                "config_entry_id": entry.entry_id,
+                "device_id": device.id,
+            }
+        )
+        response: dict[str, Any] = await client.receive_json()
+        return response
+
+    # A present device cannot be removed.
+    assert not (await remove("Kitchen plug"))["success"]
+    source.push(DeviceLost("plug-1", "unplugged"))
+    await _settle(hass, entry)
+    assert (await remove("Kitchen plug"))["success"]
+    await hass.async_block_till_done()
+    assert hass.states.get(plug_power) is None
+    assert entity_registry.async_get(plug_power) is None
+
+    source.push(PLUG, *PLUG_CHANNELS)
+    await _settle(hass, entry)
+    assert state_of(hass, plug_power) == "12.5"
+    assert _entity_id(hass, "sensor", "aabbccddeeff:power") == plug_power
+
+    # Removed while the link was down; after reconnecting the endpoint only re-defines its channels.
+    source.push(LinkDown("restart"))
+    await _settle(hass, entry)
+    assert (await remove("Bench"))["success"]
+    await hass.async_block_till_done()
+    source.push(LinkUp(), *BENCH_CHANNELS)
+    await _settle(hass, entry)
+    bench = next(
+        d
+        for d in dr.async_entries_for_config_entry(device_registry, entry.entry_id)
+        if d.name == "Bench"
+    )
+    assert (bench.manufacturer, bench.model) == ("Lab", "Bench rig")
+    bench_after = sorted(
+        e.entity_id
+        for e in er.async_entries_for_config_entry(entity_registry, entry.entry_id)
+        if ":bench:" in e.unique_id
+    )
+    assert bench_after == bench_before
+
+
+async def test_hardware_ids_survive_deleting_and_re_adding_the_entry(
+    hass: HomeAssistant, fake_kind: FakeKind, entity_registry: er.EntityRegistry
+) -> None:
+    """Entities of a device with a hardware id keep their entity ids in a new entry (statistics stay)."""
+    entry, _source = await _setup(hass, fake_kind)
+    energy = _entity_id(hass, "sensor", "aabbccddeeff:energy")
+    entity_registry.async_update_entity(
+        energy, new_entity_id="sensor.kitchen_energy_meter"
+    )
+    assert await hass.config_entries.async_remove(entry.entry_id)
+    await hass.async_block_till_done()
+
+    fake_kind.next_sources.append(FakeSource(initial=list(EVERYTHING)))
+    again = fake_entry(hass, entry_id="01JFAKEENTRY0000000000000B")
+    assert await hass.config_entries.async_setup(again.entry_id)
+    await _settle(hass, again)
+    assert (
+        _entity_id(hass, "sensor", "aabbccddeeff:energy")
+        == "sensor.kitchen_energy_meter"
+    )
+    assert state_of(hass, "sensor.kitchen_energy_meter") == "3.25"
+
+
+async def test_event_channel_fires_declared_types_only(
+    hass: HomeAssistant, fake_kind: FakeKind
+) -> None:
+    """A pushed happening fires the event entity with its attributes; an undeclared type is ignored."""
+    entry, source = await _setup(hass, fake_kind)
+    pulse = _entity_id(hass, "event", "aabbccddeeff:pulse")
+    assert state_of(hass, pulse) == STATE_UNKNOWN
+    source.push(Reading("plug-1", "pulse", EventData("pulse", {"energy": 0.81})))
+    await _settle(hass, entry)
+    state = hass.states.get(pulse)
+    assert state is not None
+    assert (state.attributes["event_type"], state.attributes["energy"]) == (
+        "pulse",
+        0.81,
+    )
+    fired_at = state.state
+    source.push(Reading("plug-1", "pulse", EventData("exploded", {})))
+    await _settle(hass, entry)
+    assert state_of(hass, pulse) == fired_at
+
+
+async def test_messages_fire_the_event_and_show_as_last_message(
+    hass: HomeAssistant, fake_kind: FakeKind, entity_registry: er.EntityRegistry
+) -> None:
+    """A device that speaks gets a Last message sensor; one that never does has none."""
+    entry, source = await _setup(hass, fake_kind)
+    assert (
+        entity_registry.async_get_entity_id(
+            "sensor", DOMAIN, "112233445566:_last_message"
+        )
+        is None
+    )
+    source.push(Message("sensor-1", "battery low", MessageLevel.WARNING))
+    await _settle(hass, entry)
+    last = _entity_id(hass, "sensor", "112233445566:_last_message")
+    assert state_of(hass, last) == "battery low"
+    registry_entry = entity_registry.async_get(last)
+    assert registry_entry is not None and registry_entry.entity_category == "diagnostic"
+    event = hass.states.get(_entity_id(hass, "event", "112233445566:_messages"))
+    assert event is not None
+    assert (event.attributes["event_type"], event.attributes["message"]) == (
+        "warning",
+        "battery low",
+    )
+    assert (
+        entity_registry.async_get_entity_id(
+            "sensor", DOMAIN, "aabbccddeeff:_last_message"
+        )
+        is None
+    )
+
+
+async def test_a_file_channel_fires_with_where_the_file_went(
+    hass: HomeAssistant, fake_kind: FakeKind
+) -> None:
+    """A kind without file saving still tells of each file: the event fires with path null and why."""
+    entry, source = await _setup(hass, fake_kind)
+    log = _entity_id(hass, "event", "aabbccddeeff:log")
+    source.push(Reading("plug-1", "log", BlobData(b"a,b\n", ".csv", 4)))
+    await _settle(hass, entry)
+    state = hass.states.get(log)
+    assert state is not None
+    assert state.attributes["event_type"] == "received"
+    assert (state.attributes["path"], state.attributes["size"]) == (None, 4)
+    assert state.attributes["reason"] == "saving files is disabled"
+
+
+async def test_writes_to_different_channels_do_not_wait_for_each_other(
+    hass: HomeAssistant, fake_kind: FakeKind
+) -> None:
+    """A write the device answers at once completes while another channel's write still waits."""
+    entry, source = await _setup(hass, fake_kind)
+    gate = asyncio.Event()
+
+    async def answer(device: str, channel: str, value: object) -> CommandResult:
+        if channel == "relay":
+            await gate.wait()
+        return CommandResult("Ok")
+
+    source.handler = answer
+    relay = _entity_id(hass, "switch", "aabbccddeeff:relay")
+    target = _entity_id(hass, "number", "aabbccddeeff:target")
+    slow = hass.async_create_task(
+        hass.services.async_call(
+            "switch", "turn_off", {"entity_id": relay}, blocking=True
+        )
+    )
+    await source.wait_writes(1)
+    async with asyncio.timeout(5):
+        await hass.services.async_call(
+            "number", "set_value", {"entity_id": target, "value": 20}, blocking=True
+        )
+    assert not slow.done()
+    gate.set()
+    async with asyncio.timeout(5):
+        await slow
+    assert [(w.channel_key, w.value) for w in source.writes] == [
+        ("relay", False),
+        ("target", 20.0),
+    ]
+
+
+async def test_writes_to_one_channel_stay_in_order(
+    hass: HomeAssistant, fake_kind: FakeKind
+) -> None:
+    """Two writes to the same channel reach the device one after the other, in order."""
+    entry, source = await _setup(hass, fake_kind)
+    running = 0
+    overlapped = False
+    first_started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def answer(device: str, channel: str, value: object) -> CommandResult:
+        nonlocal running, overlapped
+        running += 1
+        overlapped |= running > 1
+        first_started.set()
+        await release.wait()
+        running -= 1
+        return CommandResult("Ok")
+
+    source.handler = answer
+    note = _entity_id(hass, "text", "aabbccddeeff:note")
+    calls = [
+        hass.async_create_task(
+            hass.services.async_call(
+                "text", "set_value", {"entity_id": note, "value": text}, blocking=True
+            )
+        )
+        for text in ("one", "two")
+    ]
+    await first_started.wait()
+    # Let the second call run as far as it can (loop iterations, not time): it must wait its turn.
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert len(source.writes) == 1
+    release.set()
+    async with asyncio.timeout(5):
+        await asyncio.gather(*calls)
+    assert not overlapped
+    assert [w.value for w in source.writes] == ["one", "two"]
+
+
+@pytest.mark.parametrize(
+    ("error", "raised", "key"),
+    [
+        (
+            CommandRejected("Out of range", device="plug-1"),
+            HomeAssistantError,
+            "command_rejected",
+        ),
+        (CommandTimeout("no answer in 5 s"), HomeAssistantError, "command_timeout"),
+        (
+            InvalidValue("not a mode", value="x"),
+            ServiceValidationError,
+            "invalid_value",
+        ),
+    ],
+)
+async def test_command_failures_are_translated_and_not_logged(
+    hass: HomeAssistant,
+    fake_kind: FakeKind,
+    caplog: pytest.LogCaptureFixture,
+    error: Exception,
+    raised: type[HomeAssistantError],
+    key: str,
+) -> None:
+    """A refusal, a timeout or a bad value reaches the user translated, with no traceback logged."""
+    entry, source = await _setup(hass, fake_kind)
+
+    async def answer(device: str, channel: str, value: object) -> CommandResult:
+        raise error
+
+    source.handler = answer
+    caplog.clear()
+    with pytest.raises(raised) as err:
+        await hass.services.async_call(
+            "select",
+            "select_option",
+            {
+                "entity_id": _entity_id(hass, "select", "aabbccddeeff:mode"),
+                "option": "boost",
+            },
+            blocking=True,
+        )
+    assert err.value.translation_key == key
+    assert str(error) in str(err.value)
+    assert not [
+        r for r in caplog.records if r.levelno >= logging.WARNING and r.exc_info
+    ]
+
+
+async def test_button_press_runs_the_action(
+    hass: HomeAssistant, fake_kind: FakeKind
+) -> None:
+    """Pressing an action button sends the action; a refusal fails the press with the device's reason."""
+    entry, source = await _setup(hass, fake_kind)
+    button = _entity_id(hass, "button", "aabbccddeeff:reset")
+    await hass.services.async_call(
+        "button", "press", {"entity_id": button}, blocking=True
+    )
+    assert source.writes == [Write("plug-1", "reset", ACTION)]
+
+    async def refuse(device: str, channel: str, value: object) -> CommandResult:
+        raise CommandRejected("busy measuring")
+
+    source.handler = refuse
+    with pytest.raises(HomeAssistantError, match="busy measuring"):
+        await hass.services.async_call(
+            "button", "press", {"entity_id": button}, blocking=True
+        )
+
+
+async def test_kind_actions_dispatch_to_the_entry_kind(
+    hass: HomeAssistant, fake_kind: FakeKind
+) -> None:
+    """A kind's own action answers for its entries; the same action on another kind's entry is refused."""
+    entry, _source = await _setup(hass, fake_kind)
+    response = await hass.services.async_call(
+        DOMAIN,
+        "fake_ping",
+        {"config_entry_id": entry.entry_id},
+        blocking=True,
+        return_response=True,
+    )
+    assert response == {"title": "Fake bench"}
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(
+            DOMAIN,
+            "set_property",
+            {
+                "config_entry_id": entry.entry_id,
+                "device": "bench",
+                "property": "p",
+                "values": {"a": 1},
+            },
+            blocking=True,
+            return_response=True,
+        )
+    assert err.value.translation_key == "not_supported"
+
+
+async def test_endpoint_down_at_setup_retries(
+    hass: HomeAssistant, fake_kind: FakeKind
+) -> None:
+    """An endpoint that refuses the connection leaves the entry retrying, with no entity."""
+    fake_kind.next_sources.append(FakeSource(refuse_start=True))
+    entry = fake_entry(hass)
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    assert fake_kind.sources[entry.entry_id].stopped
+
+
+async def test_unknown_kind_is_a_setup_error(hass: HomeAssistant) -> None:
+    """An entry of a kind this version does not know (after a downgrade) fails with a clear error."""
+    entry = MockConfigEntry(domain=DOMAIN, data={"source_kind": "teleporter"})
+    entry.add_to_hass(hass)
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    assert entry.reason is not None and "teleporter" in entry.reason
+
+
+async def test_diagnostics(
+    hass: HomeAssistant,
+    fake_kind: FakeKind,
+    hass_client: ClientSessionGenerator,
+    snapshot: SnapshotAssertion,
+) -> None:
+    """Diagnostics: the model and the source's state, with the kind's identifying keys redacted."""
+    entry, source = await _setup(hass, fake_kind)
+    source.push(Message(None, "server restarted"))
+    await _settle(hass, entry)
+    diagnostics: dict[str, Any] = await get_diagnostics_for_config_entry(
+        hass, hass_client, entry
+    )
+    assert diagnostics == snapshot(
+        exclude=props("timestamp", "event_queue", "command_queue")
+    )
+    assert "bench" not in str(diagnostics["entry"])
+    assert diagnostics["hub"]["source"]["host"] == "**REDACTED**"
+    assert diagnostics["hub"]["event_queue"]["processed"] >= len(EVERYTHING)
