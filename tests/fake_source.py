@@ -19,6 +19,7 @@ from homeassistant.config_entries import ConfigFlowResult
 from homeassistant.const import CONF_HOST
 from homeassistant.core import HomeAssistant, ServiceCall, ServiceResponse
 from homeassistant.helpers import config_validation as cv, selector
+from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 import probatio
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -144,6 +145,29 @@ async def _step_fake_second(
     )
 
 
+async def _step_fake_zeroconf(
+    flow: Any, discovery_info: ZeroconfServiceInfo
+) -> ConfigFlowResult:
+    """Offer the announced endpoint: its unique id from the announcement, then the finish."""
+    host = str(discovery_info.ip_address)
+    await flow.async_claim_unique_id(f"fake:{host}")
+    return await flow.async_finish(  # type: ignore[no-any-return]
+        FAKE_KIND_INSTANCE,
+        Endpoint(
+            unique_id=f"fake:{host}", title=f"Fake {host}", data={CONF_HOST: host}
+        ),
+    )
+
+
+async def _step_fake_reauth(
+    flow: Any, entry_data: Mapping[str, Any]
+) -> ConfigFlowResult:
+    """Reauthenticate: nothing to ask in this fake, the entry is reloaded as it is."""
+    return flow.async_update_reload_and_abort(  # type: ignore[no-any-return]
+        flow._get_reauth_entry(), data=dict(entry_data)
+    )
+
+
 class FakeKind(SourceKind):
     """The kind "fake": a host name, checked without I/O; its sources are handed out by the test."""
 
@@ -158,7 +182,11 @@ class FakeKind(SourceKind):
             returns_response=True,
         ),
     )
-    flow_steps: ClassVar[Mapping[str, FlowStep]] = {"fake_second": _step_fake_second}
+    flow_steps: ClassVar[Mapping[str, FlowStep]] = {
+        "fake_second": _step_fake_second,
+        "zeroconf": _step_fake_zeroconf,
+        "reauth": _step_fake_reauth,
+    }
 
     def __init__(self) -> None:
         """Keep the sources the next entries will pick up, and those in use."""

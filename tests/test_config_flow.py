@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from ipaddress import ip_address
 from unittest.mock import AsyncMock, patch
 
-from homeassistant.config_entries import SOURCE_USER
+from homeassistant.config_entries import SOURCE_USB, SOURCE_USER, SOURCE_ZEROCONF
 from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers.service_info.usb import UsbServiceInfo
+from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -388,3 +391,64 @@ async def test_options_only_for_kinds_that_have_them(
     indi = _indi_entry(hass, 7624)
     supports = InstrumentHubConfigFlow.async_supports_options_flow
     assert (supports(fake), supports(unknown), supports(indi)) == (False, False, True)
+
+
+def _zeroconf(ip: str) -> ZeroconfServiceInfo:
+    return ZeroconfServiceInfo(
+        ip_address=ip_address(ip),
+        ip_addresses=[ip_address(ip)],
+        hostname="fake.local.",
+        name="fake._fake._udp.local.",
+        port=49476,
+        type="_fake._udp.local.",
+        properties={},
+    )
+
+
+async def test_discovery_goes_to_the_kind_that_declares_it(
+    hass: HomeAssistant, fake_kind: FakeKind, mock_setup_entry: AsyncMock
+) -> None:
+    """A zeroconf announcement reaches the kind with a zeroconf step; a known endpoint aborts."""
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_ZEROCONF}, data=_zeroconf("127.0.0.5")
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["result"].unique_id == "fake:127.0.0.5"
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_ZEROCONF}, data=_zeroconf("127.0.0.5")
+    )
+    assert result["reason"] == "already_configured"
+
+
+async def test_discovery_no_kind_declares_is_refused(
+    hass: HomeAssistant, mock_setup_entry: AsyncMock
+) -> None:
+    """A USB device no kind knows is not offered."""
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={"source": SOURCE_USB},
+        data=UsbServiceInfo(
+            device="/dev/ttyUSB9",
+            vid="1234",
+            pid="5678",
+            serial_number=None,
+            manufacturer=None,
+            description=None,
+        ),
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "not_supported"
+
+
+async def test_reauth_goes_to_the_entry_kind(
+    hass: HomeAssistant, fake_kind: FakeKind, mock_setup_entry: AsyncMock
+) -> None:
+    """Reauthentication runs the entry's kind's own step; a kind without one aborts."""
+    fake = MockConfigEntry(domain=DOMAIN, data={CONF_SOURCE_KIND: FAKE, CONF_HOST: "x"})
+    fake.add_to_hass(hass)
+    result = await fake.start_reauth_flow(hass)
+    assert result["reason"] == "reauth_successful"
+    indi = _indi_entry(hass, 7624)
+    result = await indi.start_reauth_flow(hass)
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "not_supported"

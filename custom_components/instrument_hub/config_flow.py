@@ -2,22 +2,28 @@
 
 Nothing here names a kind: the menu lists the registry, ``async_step_<kind>`` is the kind's form
 (the same step, prefilled, reconfigures an entry), and further steps a kind declares in
-``flow_steps`` are found by their step id.
+``flow_steps`` are found by their step id. Discovery (``zeroconf``, ``usb``) goes to the kind that
+declares a step of that name, reauthentication to the entry's kind's ``reauth`` step.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.config_entries import (
     SOURCE_RECONFIGURE,
+    SOURCE_USB,
+    SOURCE_ZEROCONF,
     ConfigEntry,
     ConfigFlow,
     ConfigFlowResult,
     OptionsFlowWithReload,
 )
 from homeassistant.core import callback
+from homeassistant.helpers.service_info.usb import UsbServiceInfo
+from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 from homeassistant.helpers.typing import UNDEFINED, UndefinedType
 
 from .const import CONF_SOURCE_KIND, DOMAIN
@@ -25,6 +31,8 @@ from .kinds import KINDS, find_kind, kind_of
 from .kinds.base import Endpoint, FlowFormError, OptionsForm, SourceKind
 
 STEP_PREFIX = "async_step_"
+REAUTH = "reauth"
+"""The step id of a kind's reauthentication step in its ``flow_steps``."""
 
 
 class InstrumentHubConfigFlow(ConfigFlow, domain=DOMAIN):
@@ -115,6 +123,33 @@ class InstrumentHubConfigFlow(ConfigFlow, domain=DOMAIN):
     ) -> ConfigFlowResult:
         """Change how an entry reaches its endpoint: the kind's own form, prefilled."""
         return await self.async_step_kind(kind_of(self._get_reconfigure_entry()))
+
+    async def async_step_reauth(
+        self, entry_data: Mapping[str, Any]
+    ) -> ConfigFlowResult:
+        """Ask again for what the endpoint refused (credentials): the entry's kind's ``reauth`` step."""
+        step = kind_of(self._get_reauth_entry()).flow_steps.get(REAUTH)
+        if step is None:
+            return self.async_abort(reason="not_supported")
+        return await step(self, entry_data)
+
+    async def async_step_zeroconf(
+        self, discovery_info: ZeroconfServiceInfo
+    ) -> ConfigFlowResult:
+        """Hand a zeroconf announcement to the kind that declares the ``zeroconf`` step."""
+        return await self._async_discovered(SOURCE_ZEROCONF, discovery_info)
+
+    async def async_step_usb(self, discovery_info: UsbServiceInfo) -> ConfigFlowResult:
+        """Hand a USB device that was plugged in to the kind that declares the ``usb`` step."""
+        return await self._async_discovered(SOURCE_USB, discovery_info)
+
+    async def _async_discovered(
+        self, source: str, discovery_info: object
+    ) -> ConfigFlowResult:
+        for kind in KINDS.values():
+            if (step := kind.flow_steps.get(source)) is not None:
+                return await step(self, discovery_info)
+        return self.async_abort(reason="not_supported")
 
     @classmethod
     @callback

@@ -87,7 +87,13 @@ class SourceKind(ABC):
     """Keys of entry data and diagnostics that identify the user's equipment or hold secrets."""
     actions: ClassVar[tuple[KindAction, ...]] = ()
     flow_steps: ClassVar[Mapping[str, FlowStep]] = {}
-    """Further config-flow steps of the kind (step id -> step), e.g. a credentials step."""
+    """Further config-flow steps of the kind (step id -> step), e.g. a credentials step.
+
+    The steps ``zeroconf`` and ``usb`` receive that discovery's service info (one kind per
+    discovery source), ``reauth`` the entry data of the entry to reauthenticate. A step ends with
+    ``flow.async_finish(kind, endpoint)`` (create, or update the entry being reconfigured) or any
+    other flow result; ``flow.async_claim_unique_id`` aborts on an endpoint that is already added.
+    """
 
     @abstractmethod
     def schema(self, values: Mapping[str, Any]) -> probatio.Schema:
