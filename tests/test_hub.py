@@ -819,3 +819,41 @@ async def test_diagnostics(
     assert "bench" not in str(diagnostics["entry"])
     assert diagnostics["hub"]["source"]["host"] == "**REDACTED**"
     assert diagnostics["hub"]["event_queue"]["processed"] >= len(EVERYTHING)
+
+
+async def test_unknown_device_class_hints_are_ignored(
+    hass: HomeAssistant, fake_kind: FakeKind
+) -> None:
+    """A hint no platform knows gives an entity without a device class (never a failed entity)."""
+    odd = "flux_capacitance"
+    channels = (
+        _channel("bench", "a", ChannelKind.NUMERIC, device_class_hint=odd, value=1),
+        _channel(
+            "bench",
+            "b",
+            ChannelKind.NUMERIC,
+            writable=True,
+            device_class_hint=odd,
+            value=1,
+        ),
+        _channel("bench", "c", ChannelKind.BOOLEAN, device_class_hint=odd, value=True),
+        _channel(
+            "bench", "d", ChannelKind.EVENT, device_class_hint=odd, options=("x",)
+        ),
+        _channel(
+            "bench", "e", ChannelKind.ACTION, writable=True, device_class_hint=odd
+        ),
+    )
+    await _setup(hass, fake_kind, (LinkUp(), BENCH, *channels))
+    for platform, key in (
+        ("sensor", "a"),
+        ("number", "b"),
+        ("binary_sensor", "c"),
+        ("event", "d"),
+        ("button", "e"),
+    ):
+        state = hass.states.get(
+            _entity_id(hass, platform, f"{FAKE_ENTRY_ID}:bench:{key}")
+        )
+        assert state is not None
+        assert "device_class" not in state.attributes, platform

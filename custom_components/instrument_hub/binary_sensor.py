@@ -5,36 +5,26 @@ from __future__ import annotations
 from homeassistant.components.binary_sensor import BinarySensorEntity
 from homeassistant.components.binary_sensor.const import BinarySensorDeviceClass
 from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
-from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .entity import InstrumentHubEntity, async_setup_channel_platform
+from .entity import InstrumentHubEntity, channel_platform_setup, device_class_from_hint
 from .events import ChannelDefined
-from .hub import ChannelState, InstrumentHubConfigEntry
+from .hub import ChannelState
 
 PARALLEL_UPDATES = 0
-
-
-async def async_setup_entry(
-    hass: HomeAssistant,
-    entry: InstrumentHubConfigEntry,
-    async_add_entities: AddConfigEntryEntitiesCallback,
-) -> None:
-    """Add binary sensors for read-only boolean channels."""
-    async_setup_channel_platform(
-        entry, Platform.BINARY_SENSOR, async_add_entities, InstrumentBinarySensor
-    )
 
 
 class InstrumentBinarySensor(InstrumentHubEntity, BinarySensorEntity):
     """An on/off state pushed by a device."""
 
     def _apply_definition(self, definition: ChannelDefined) -> None:
-        hint = definition.device_class_hint
-        try:
-            self._attr_device_class = BinarySensorDeviceClass(hint) if hint else None
-        except ValueError:
-            self._attr_device_class = None
+        self._attr_device_class = device_class_from_hint(
+            BinarySensorDeviceClass, definition.device_class_hint
+        )
 
     def _apply_value(self, channel: ChannelState) -> None:
         self._attr_is_on = None if channel.value is None else bool(channel.value)
+
+
+async_setup_entry = channel_platform_setup(
+    Platform.BINARY_SENSOR, InstrumentBinarySensor
+)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from enum import StrEnum
+from typing import Any
 
 from homeassistant.const import EntityCategory, Platform
-from homeassistant.core import callback
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity import Entity
@@ -16,6 +18,34 @@ from .events import ChannelDefined
 from .hub import ChannelState, Hub, InstrumentHubConfigEntry
 
 type EntityFactory = Callable[[Hub, str, str], Entity]
+type PlatformSetup = Callable[
+    [HomeAssistant, InstrumentHubConfigEntry, AddConfigEntryEntitiesCallback],
+    Coroutine[Any, Any, None],
+]
+
+
+def channel_platform_setup(platform: Platform, factory: EntityFactory) -> PlatformSetup:
+    """Return a platform's ``async_setup_entry``: an entity per channel of ``platform``."""
+
+    async def async_setup_entry(
+        hass: HomeAssistant,
+        entry: InstrumentHubConfigEntry,
+        async_add_entities: AddConfigEntryEntitiesCallback,
+    ) -> None:
+        """Add an entity for every channel of the platform: known now and defined later."""
+        async_setup_channel_platform(entry, platform, async_add_entities, factory)
+
+    return async_setup_entry
+
+
+def device_class_from_hint[E: StrEnum](
+    device_classes: type[E], hint: str | None
+) -> E | None:
+    """Return the device class a source hinted at, if this platform has one of that name."""
+    try:
+        return device_classes(hint) if hint else None
+    except ValueError:
+        return None
 
 
 @callback

@@ -4,26 +4,13 @@ from __future__ import annotations
 
 from homeassistant.components.event import EventDeviceClass, EventEntity
 from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
-from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import BLOB_EVENT_RECEIVED
-from .entity import InstrumentHubEntity, async_setup_channel_platform
+from .entity import InstrumentHubEntity, channel_platform_setup, device_class_from_hint
 from .events import ChannelDefined, ChannelKind
-from .hub import ChannelState, Hub, InstrumentHubConfigEntry
+from .hub import ChannelState, Hub
 
 PARALLEL_UPDATES = 0
-
-
-async def async_setup_entry(
-    hass: HomeAssistant,
-    entry: InstrumentHubConfigEntry,
-    async_add_entities: AddConfigEntryEntitiesCallback,
-) -> None:
-    """Add event entities for BLOB and event channels."""
-    async_setup_channel_platform(
-        entry, Platform.EVENT, async_add_entities, InstrumentEvent
-    )
 
 
 class InstrumentEvent(InstrumentHubEntity, EventEntity):
@@ -41,11 +28,9 @@ class InstrumentEvent(InstrumentHubEntity, EventEntity):
             self._attr_event_types = [BLOB_EVENT_RECEIVED]
         else:
             self._attr_event_types = list(definition.options)
-        hint = definition.device_class_hint
-        try:
-            self._attr_device_class = EventDeviceClass(hint) if hint else None
-        except ValueError:
-            self._attr_device_class = None
+        self._attr_device_class = device_class_from_hint(
+            EventDeviceClass, definition.device_class_hint
+        )
 
     def _apply_value(self, channel: ChannelState) -> None:
         if channel.event_seq == self._seen_seq or channel.last_event is None:
@@ -53,3 +38,6 @@ class InstrumentEvent(InstrumentHubEntity, EventEntity):
         self._seen_seq = channel.event_seq
         event_type, attributes = channel.last_event
         self._trigger_event(event_type, attributes)
+
+
+async_setup_entry = channel_platform_setup(Platform.EVENT, InstrumentEvent)

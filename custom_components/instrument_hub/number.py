@@ -4,28 +4,15 @@ from __future__ import annotations
 
 from homeassistant.components.number import NumberDeviceClass, NumberEntity, NumberMode
 from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
-from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .entity import InstrumentHubEntity, async_setup_channel_platform
+from .entity import InstrumentHubEntity, channel_platform_setup, device_class_from_hint
 from .events import ChannelDefined
-from .hub import ChannelState, InstrumentHubConfigEntry, valid_number
+from .hub import ChannelState, valid_number
 
 # Writes to different channels run at once; the hub keeps those that must be in order in order.
 PARALLEL_UPDATES = 0
 # A channel without a declared range still needs bounds in Home Assistant: wide ones, in a box.
 UNBOUNDED = 1e15
-
-
-async def async_setup_entry(
-    hass: HomeAssistant,
-    entry: InstrumentHubConfigEntry,
-    async_add_entities: AddConfigEntryEntitiesCallback,
-) -> None:
-    """Add numbers for writable numeric channels."""
-    async_setup_channel_platform(
-        entry, Platform.NUMBER, async_add_entities, InstrumentNumber
-    )
 
 
 class InstrumentNumber(InstrumentHubEntity, NumberEntity):
@@ -45,11 +32,9 @@ class InstrumentNumber(InstrumentHubEntity, NumberEntity):
         elif definition.precision is not None:
             self._attr_native_step = 10.0**-definition.precision
         self._attr_native_unit_of_measurement = definition.unit
-        try:
-            hint = definition.device_class_hint
-            self._attr_device_class = NumberDeviceClass(hint) if hint else None
-        except ValueError:
-            self._attr_device_class = None
+        self._attr_device_class = device_class_from_hint(
+            NumberDeviceClass, definition.device_class_hint
+        )
 
     def _apply_value(self, channel: ChannelState) -> None:
         self._attr_native_value = valid_number(channel.value)
@@ -57,3 +42,6 @@ class InstrumentNumber(InstrumentHubEntity, NumberEntity):
     async def async_set_native_value(self, value: float) -> None:
         """Send the value; the state changes when the device confirms it."""
         await self.hub.async_write(self.device_key, self.channel_key, value)
+
+
+async_setup_entry = channel_platform_setup(Platform.NUMBER, InstrumentNumber)

@@ -4,26 +4,13 @@ from __future__ import annotations
 
 from homeassistant.components.select import SelectEntity
 from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
-from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .entity import InstrumentHubEntity, async_setup_channel_platform
+from .entity import InstrumentHubEntity, channel_platform_setup
 from .events import ChannelDefined
-from .hub import ChannelState, InstrumentHubConfigEntry
+from .hub import ChannelState
 
 # Writes to different channels run at once; the hub keeps those that must be in order in order.
 PARALLEL_UPDATES = 0
-
-
-async def async_setup_entry(
-    hass: HomeAssistant,
-    entry: InstrumentHubConfigEntry,
-    async_add_entities: AddConfigEntryEntitiesCallback,
-) -> None:
-    """Add selects for writable enum channels."""
-    async_setup_channel_platform(
-        entry, Platform.SELECT, async_add_entities, InstrumentSelect
-    )
 
 
 class InstrumentSelect(InstrumentHubEntity, SelectEntity):
@@ -41,3 +28,6 @@ class InstrumentSelect(InstrumentHubEntity, SelectEntity):
     async def async_select_option(self, option: str) -> None:
         """Choose an option; the state changes when the device confirms it."""
         await self.hub.async_write(self.device_key, self.channel_key, option)
+
+
+async_setup_entry = channel_platform_setup(Platform.SELECT, InstrumentSelect)

@@ -11,7 +11,11 @@ from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .entity import InstrumentHubEntity, async_setup_channel_platform
+from .entity import (
+    InstrumentHubEntity,
+    async_setup_channel_platform,
+    device_class_from_hint,
+)
 from .events import ChannelDefined, ChannelKind, StateClass
 from .hub import ChannelState, Hub, InstrumentHubConfigEntry, valid_number
 from .queue_sensor import QUEUE_SENSORS, QueueSensor
@@ -41,19 +45,13 @@ def _create(hub: Hub, device_key: str, channel_key: str) -> SensorEntity:
     return InstrumentTextSensor(hub, device_key, channel_key)
 
 
-def sensor_device_class(hint: str | None) -> SensorDeviceClass | None:
-    """Return the sensor device class a source hinted at, if Home Assistant knows it."""
-    try:
-        return SensorDeviceClass(hint) if hint else None
-    except ValueError:
-        return None
-
-
 class InstrumentNumericSensor(InstrumentHubEntity, SensorEntity):
     """A measurement or a meter pushed by a device (None and NaN show as unknown)."""
 
     def _apply_definition(self, definition: ChannelDefined) -> None:
-        self._attr_device_class = sensor_device_class(definition.device_class_hint)
+        self._attr_device_class = device_class_from_hint(
+            SensorDeviceClass, definition.device_class_hint
+        )
         self._attr_native_unit_of_measurement = definition.unit
         self._attr_suggested_display_precision = definition.precision
         self._attr_state_class = (

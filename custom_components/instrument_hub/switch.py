@@ -6,25 +6,12 @@ from typing import Any
 
 from homeassistant.components.switch import SwitchEntity
 from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
-from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .entity import InstrumentHubEntity, async_setup_channel_platform
-from .hub import ChannelState, InstrumentHubConfigEntry
+from .entity import InstrumentHubEntity, channel_platform_setup
+from .hub import ChannelState
 
 # Writes to different channels run at once; the hub keeps those that must be in order in order.
 PARALLEL_UPDATES = 0
-
-
-async def async_setup_entry(
-    hass: HomeAssistant,
-    entry: InstrumentHubConfigEntry,
-    async_add_entities: AddConfigEntryEntitiesCallback,
-) -> None:
-    """Add switches for writable boolean channels."""
-    async_setup_channel_platform(
-        entry, Platform.SWITCH, async_add_entities, InstrumentSwitch
-    )
 
 
 class InstrumentSwitch(InstrumentHubEntity, SwitchEntity):
@@ -40,3 +27,6 @@ class InstrumentSwitch(InstrumentHubEntity, SwitchEntity):
     async def async_turn_off(self, **kwargs: Any) -> None:
         """Turn off; the state changes when the device confirms it."""
         await self.hub.async_write(self.device_key, self.channel_key, False)
+
+
+async_setup_entry = channel_platform_setup(Platform.SWITCH, InstrumentSwitch)

@@ -4,26 +4,13 @@ from __future__ import annotations
 
 from homeassistant.components.text import TextEntity
 from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
-from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .entity import InstrumentHubEntity, async_setup_channel_platform
-from .hub import ChannelState, InstrumentHubConfigEntry
+from .entity import InstrumentHubEntity, channel_platform_setup
+from .hub import ChannelState
 
 # Writes to different channels run at once; the hub keeps those that must be in order in order.
 PARALLEL_UPDATES = 0
 MAX_STATE_LENGTH = 255
-
-
-async def async_setup_entry(
-    hass: HomeAssistant,
-    entry: InstrumentHubConfigEntry,
-    async_add_entities: AddConfigEntryEntitiesCallback,
-) -> None:
-    """Add texts for writable text channels."""
-    async_setup_channel_platform(
-        entry, Platform.TEXT, async_add_entities, InstrumentText
-    )
 
 
 class InstrumentText(InstrumentHubEntity, TextEntity):
@@ -40,3 +27,6 @@ class InstrumentText(InstrumentHubEntity, TextEntity):
     async def async_set_value(self, value: str) -> None:
         """Send the text; the state changes when the device confirms it."""
         await self.hub.async_write(self.device_key, self.channel_key, value)
+
+
+async_setup_entry = channel_platform_setup(Platform.TEXT, InstrumentText)
