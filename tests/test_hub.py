@@ -857,3 +857,23 @@ async def test_unknown_device_class_hints_are_ignored(
         )
         assert state is not None
         assert "device_class" not in state.attributes, platform
+
+
+async def test_last_message_survives_a_reload(
+    hass: HomeAssistant, fake_kind: FakeKind
+) -> None:
+    """After a reload the Last message sensor is there at once, with the text from before."""
+    entry, source = await _setup(hass, fake_kind)
+    source.push(Message("bench", "calibrated"))
+    await _settle(hass, entry)
+    last = _entity_id(hass, "sensor", f"{FAKE_ENTRY_ID}:bench:_last_message")
+    assert state_of(hass, last) == "calibrated"
+
+    fake_kind.next_sources.append(FakeSource(initial=list(EVERYTHING)))
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await _settle(hass, entry)
+    assert state_of(hass, last) == "calibrated"
+    source = fake_kind.sources[entry.entry_id]
+    source.push(Message("bench", "drifting", MessageLevel.WARNING))
+    await _settle(hass, entry)
+    assert state_of(hass, last) == "drifting"

@@ -270,6 +270,7 @@ async def test_blob_options_cap_and_retention(
         await wait_for_state(hass, image, _saved(b"frame%d" % index))
     state = hass.states.get(image)
     assert state is not None
+    assert "reason" not in state.attributes  # saved: nothing to explain
     folder = Path(state.attributes["path"]).parent
     assert {p.read_bytes() for p in folder.iterdir()} == {b"frame1", b"frame2"}
 

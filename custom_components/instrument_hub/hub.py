@@ -420,6 +420,20 @@ class Hub:
             ),
         )
         self._add_channel(hub, self._message_channel(HUB_DEVICE_KEY))
+        self._keep_last_message(hub)
+
+    def _keep_last_message(self, device: DeviceState) -> None:
+        """Give a device its last-message sensor at once when it had one before (a reload, a restart).
+
+        Otherwise the registered entity would stay unavailable until the device speaks again.
+        """
+        unique_id = f"{device.identifier}:{LAST_MESSAGE_CHANNEL}"
+        if er.async_get(self.hass).async_get_entity_id(
+            Platform.SENSOR, DOMAIN, unique_id
+        ):
+            self._add_channel(
+                device, self._last_message_channel(device.info.device_key)
+            )
 
     @staticmethod
     def _message_channel(device_key: str) -> ChannelDefined:
@@ -508,6 +522,7 @@ class Hub:
             self.devices[info.device_key] = device
             self._register_device(device)
             self._add_channel(device, self._message_channel(info.device_key))
+            self._keep_last_message(device)
             return
         if device.info != info:
             if (info.hardware_id or None) != (device.info.hardware_id or None):
@@ -705,7 +720,10 @@ class Hub:
         if reason is not None:
             self._warn_file_once(reading, blob, reason)
         attributes["path"] = path
-        attributes["reason"] = reason
+        if reason is not None:
+            attributes["reason"] = (
+                reason  # only when not saved: a saved file has no reason to show
+            )
         self._fire(channel, BLOB_EVENT_RECEIVED, attributes)
 
     def _save_file_job(

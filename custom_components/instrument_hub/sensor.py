@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from homeassistant.components.sensor import (
+    RestoreSensor,
     SensorDeviceClass,
     SensorEntity,
     SensorStateClass,
@@ -11,6 +12,7 @@ from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from .const import LAST_MESSAGE_CHANNEL
 from .entity import (
     InstrumentHubEntity,
     async_setup_channel_platform,
@@ -42,6 +44,8 @@ def _create(hub: Hub, device_key: str, channel_key: str) -> SensorEntity:
         return InstrumentNumericSensor(hub, device_key, channel_key)
     if kind is ChannelKind.ENUM:
         return InstrumentEnumSensor(hub, device_key, channel_key)
+    if channel_key == LAST_MESSAGE_CHANNEL:
+        return LastMessageSensor(hub, device_key, channel_key)
     return InstrumentTextSensor(hub, device_key, channel_key)
 
 
@@ -95,3 +99,22 @@ class InstrumentTextSensor(InstrumentHubEntity, SensorEntity):
         self._attr_native_value = (
             None if value is None else str(value)[:MAX_STATE_LENGTH]
         )
+
+
+class LastMessageSensor(InstrumentTextSensor, RestoreSensor):
+    """A device's last message; after a restart it shows the one before until the device speaks."""
+
+    _restored: str | None = None
+
+    async def async_added_to_hass(self) -> None:
+        """Take the last text from before the restart while the device has said nothing new."""
+        await super().async_added_to_hass()
+        last = await self.async_get_last_sensor_data()
+        if last is not None and isinstance(last.native_value, str):
+            self._restored = last.native_value
+            self._apply_value(self.channel)
+
+    def _apply_value(self, channel: ChannelState) -> None:
+        super()._apply_value(channel)
+        if self._attr_native_value is None:
+            self._attr_native_value = self._restored
