@@ -24,11 +24,13 @@ from custom_components.instrument_hub.collector import (
     reading_coalesce_key,
 )
 from custom_components.instrument_hub.events import (
+    BlobData,
     ChannelDefined,
     ChannelKind,
     ChannelRemoved,
     DeviceConnection,
     DeviceFound,
+    EventData,
     LinkDown,
     LinkUp,
     Reading,
@@ -455,6 +457,23 @@ async def test_nothing_coalesced_below_maxsize(make: Factory) -> None:
         await asyncio.gather(*(h.wait() for h in handles))
     assert recorder.after_block() == [reading(n) for n in range(50)]
     assert replaced == []
+    assert instance.stats()["coalesced"] == 0
+
+
+async def test_happenings_are_never_coalesced(make: Factory) -> None:
+    """Over maxsize, fired events and received files of one channel all get through, in order."""
+    instance, recorder = await blocked(
+        make, maxsize=1, coalesce_key=reading_coalesce_key
+    )
+    happenings = [
+        *(Reading("d", "pulse", EventData("pulse", {"n": n})) for n in range(5)),
+        *(Reading("d", "log", BlobData(b"%d" % n, ".csv", 1)) for n in range(5)),
+    ]
+    handles = [instance.send(item) for item in happenings]
+    recorder.gate.set()
+    async with asyncio.timeout(TIMEOUT):
+        await asyncio.gather(*(h.wait() for h in handles))
+    assert recorder.after_block() == happenings
     assert instance.stats()["coalesced"] == 0
 
 

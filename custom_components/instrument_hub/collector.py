@@ -67,7 +67,7 @@ import time
 from types import TracebackType
 from typing import Any, Final, TypedDict, cast
 
-from .events import Reading
+from .events import BlobData, EventData, Reading
 from .log_excerpt import excerpt
 
 _LOGGER = logging.getLogger(__name__)
@@ -141,8 +141,12 @@ class CollectorStats(TypedDict):
 
 
 def reading_coalesce_key(event: object) -> tuple[str, str] | None:
-    """Coalesce readings per (device, channel); every other event is never coalesced."""
-    if isinstance(event, Reading):
+    """Coalesce value readings per (device, channel); every other event is never coalesced.
+
+    A reading that is a happening (an event fired, a file received) is not a value a newer one
+    supersedes: each one must reach the user, like a lifecycle event.
+    """
+    if isinstance(event, Reading) and not isinstance(event.value, EventData | BlobData):
         return (event.device_key, event.channel_key)
     return None
 
