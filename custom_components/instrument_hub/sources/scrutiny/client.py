@@ -421,7 +421,9 @@ class ScrutinyConnection:
         """Send an echo; no answer in time means a dead link: abort it (the reader reconnects)."""
         self.echoes += 1
         try:
-            await self.request("echo", {"payload": "instrument_hub"}, timeout=ECHO_TIMEOUT)
+            await self.request(
+                "echo", {"payload": "instrument_hub"}, timeout=min(ECHO_TIMEOUT, self._silence)
+            )
         except CommandTimeout:
             _LOGGER.debug("No echo from %s: dropping the link", self.endpoint)
             writer = self._writer

@@ -405,9 +405,14 @@ class ScrutinySource(Source):
         self._emit(Reading(TARGET, SESSION_ID, event.session_id))
         self._emit_firmware()
         self._emit(sdk_event_reading(event))
-        # RPVs exist as soon as the device is ready; variables and aliases wait for the SFD.
+        # RPVs exist as soon as the device is ready; variables and aliases wait for the SFD (a new
+        # session of a device whose SFD stays loaded has them at once).
         await self._refresh_catalog()
-        await self._watch((WatchableType.RPV,))
+        status = self._status
+        if status is not None and status.firmware_id is not None:
+            await self._watch(tuple(WatchableType))
+        else:
+            await self._watch((WatchableType.RPV,))
 
     async def _sfd_loaded(self, event: SdkEvent) -> None:
         answer = await self._connection.request("get_loaded_sfd")
