@@ -46,7 +46,9 @@ def acquire(port: int, signal: str) -> None:
     client = _client(port)
     try:
         client.wait_device_ready(TIMEOUT)
-        config = datalogging.DataloggingConfig(sampling_rate=0, decimation=1, name="instrument_hub test")
+        config = datalogging.DataloggingConfig(
+            sampling_rate=0, decimation=1, name="instrument_hub test"
+        )
         axis = config.add_axis("Y")
         config.add_signal(signal, axis, name="signal")
         config.configure_trigger(datalogging.TriggerCondition.AlwaysTrue, position=0.5)
@@ -58,7 +60,9 @@ def acquire(port: int, signal: str) -> None:
     finally:
         client.disconnect()
     print(
-        json.dumps({"reference_id": request.acquisition_reference_id, "samples": samples}),
+        json.dumps(
+            {"reference_id": request.acquisition_reference_id, "samples": samples}
+        ),
         flush=True,
     )
 
@@ -67,7 +71,9 @@ def events(port: int, seconds: float) -> None:
     """Print the SDK's events (all but the status poll) as JSON lines for ``seconds``."""
     client = ScrutinyClient(rx_message_callbacks=None, timeout=TIMEOUT)
     events_type = ScrutinyClient.Events
-    client.listen_events(events_type.LISTEN_ALL, disabled_events=events_type.LISTEN_STATUS_UPDATE_CHANGED)
+    client.listen_events(
+        events_type.LISTEN_ALL, disabled_events=events_type.LISTEN_STATUS_UPDATE_CHANGED
+    )
     client.connect(LOOPBACK, port)
     print(json.dumps({"ready": True}), flush=True)
     deadline = time.monotonic() + seconds

@@ -14,7 +14,11 @@ import copy
 import logging
 from typing import Any, Final
 
-from custom_components.instrument_hub.sources.scrutiny.protocol import FrameDecoder, decode_frame, encode_message
+from custom_components.instrument_hub.sources.scrutiny.protocol import (
+    FrameDecoder,
+    decode_frame,
+    encode_message,
+)
 
 _LOGGER = logging.getLogger(__name__)
 LOOPBACK: Final = "127.0.0.1"
@@ -26,7 +30,11 @@ type Handler = Callable[[dict[str, Any]], Answer]
 
 
 def status(
-    *, session: str | None = SESSION, firmware: str | None = FIRMWARE, state: str = "standby", ratio: float | None = None
+    *,
+    session: str | None = SESSION,
+    firmware: str | None = FIRMWARE,
+    state: str = "standby",
+    ratio: float | None = None,
 ) -> dict[str, Any]:
     """Return an inform_server_status of the demo device (ready, SFD loaded, datalogger standby)."""
     return {
@@ -36,11 +44,16 @@ def status(
         "device_session_id": session,
         "loaded_sfd_firmware_id": firmware,
         "datalogging_status": {"datalogging_state": state, "completion_ratio": ratio},
-        "device_comm_link": {"link_type": "dummy", "link_operational": True, "link_config": {}, "demo_mode": True},
+        "device_comm_link": {
+            "link_type": "dummy",
+            "link_operational": True,
+            "link_config": {},
+            "demo_mode": True,
+        },
     }
 
 
-WATCHABLES: Final = {
+WATCHABLES: Final[dict[str, list[dict[str, Any]]]] = {
     "var": [
         {"dtype": "float32", "path": "/static/main.cpp/counter"},
         {"dtype": "bool8", "path": "/static/main.cpp/counter_enable"},
@@ -48,7 +61,11 @@ WATCHABLES: Final = {
     ],
     "alias": [
         {"dtype": "float32", "path": "/Sine Wave"},
-        {"dtype": "uint8", "path": "/Mode", "enum": {"name": "Mode", "values": {"idle": 0, "run": 1}}},
+        {
+            "dtype": "uint8",
+            "path": "/Mode",
+            "enum": {"name": "Mode", "values": {"idle": 0, "run": 1}},
+        },
     ],
     "rpv": [{"dtype": "sint32", "path": "/rpv/x2000"}],
 }
@@ -63,24 +80,38 @@ class FakeScrutinyServer:
         self.port = 0
         self.requests: list[dict[str, Any]] = []
         self.status = status()
-        self.ids = {path: f"{index:x}" for index, path in enumerate(self.all_paths(), start=16)}
+        self.ids = {
+            path: f"{index:x}" for index, path in enumerate(self.all_paths(), start=16)
+        }
         self.handlers: dict[str, Handler] = {
             "get_server_status": lambda req: {**self.status, "reqid": req.get("reqid")},
             "get_device_info": lambda _req: {
                 "cmd": "response_get_device_info",
                 "available": True,
-                "device_info": {"display_name": "EmulatedDevice", "device_id": FIRMWARE, "protocol_major": 1, "protocol_minor": 0},
+                "device_info": {
+                    "display_name": "EmulatedDevice",
+                    "device_id": FIRMWARE,
+                    "protocol_major": 1,
+                    "protocol_minor": 0,
+                },
             },
             "get_loaded_sfd": lambda _req: {
                 "cmd": "response_get_loaded_sfd",
                 "sfd": {
                     "firmware_id": FIRMWARE,
-                    "metadata": {"project_name": "Scrutiny Demo Device", "version": "0.16.0", "author": "Scrutiny Debugger"},
+                    "metadata": {
+                        "project_name": "Scrutiny Demo Device",
+                        "version": "0.16.0",
+                        "author": "Scrutiny Debugger",
+                    },
                 },
             },
             "get_watchable_list": self._watchable_list,
             "subscribe_watchable": self._subscribe,
-            "unsubscribe_watchable": lambda req: {"cmd": "response_unsubscribe_watchable", "unsubscribed": req["watchables"]},
+            "unsubscribe_watchable": lambda req: {
+                "cmd": "response_unsubscribe_watchable",
+                "unsubscribed": req["watchables"],
+            },
             "echo": lambda req: {"cmd": "response_echo", "payload": req.get("payload")},
             "write_watchable": self._write,
         }
@@ -140,7 +171,9 @@ class FakeScrutinyServer:
         """Return the received requests of one command."""
         return [request for request in self.requests if request.get("cmd") == cmd]
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
@@ -148,7 +181,15 @@ class FakeScrutinyServer:
         decoder = FrameDecoder()
         try:
             if self.welcome:
-                writer.write(encode_message({"cmd": "welcome", "reqid": None, "server_time_zero_timestamp": 1795236047.604454}))
+                writer.write(
+                    encode_message(
+                        {
+                            "cmd": "welcome",
+                            "reqid": None,
+                            "server_time_zero_timestamp": 1795236047.604454,
+                        }
+                    )
+                )
                 await writer.drain()
             while data := await reader.read(65536):
                 for frame in decoder.feed(data):
@@ -166,10 +207,16 @@ class FakeScrutinyServer:
             writer.close()
             self._tasks.discard(task)
 
-    async def _answer(self, writer: asyncio.StreamWriter, request: dict[str, Any]) -> None:
+    async def _answer(
+        self, writer: asyncio.StreamWriter, request: dict[str, Any]
+    ) -> None:
         handler = self.handlers.get(request["cmd"])
         if handler is None:
-            answers: Answer = {"cmd": "error", "request_cmd": request["cmd"], "msg": f"Unsupported command {request['cmd']}"}
+            answers: Answer = {
+                "cmd": "error",
+                "request_cmd": request["cmd"],
+                "msg": f"Unsupported command {request['cmd']}",
+            }
         else:
             answers = handler(request)
         if answers is None:
@@ -182,25 +229,49 @@ class FakeScrutinyServer:
     def _watchable_list(self, request: dict[str, Any]) -> list[dict[str, Any]]:
         content = copy.deepcopy(WATCHABLES)
         first = {"var": content["var"], "alias": [], "rpv": [], "var_factory": []}
-        second = {"var": [], "alias": content["alias"], "rpv": content["rpv"], "var_factory": []}
+        second = {
+            "var": [],
+            "alias": content["alias"],
+            "rpv": content["rpv"],
+            "var_factory": [],
+        }
         return [
-            {"cmd": "response_get_watchable_list", "qty": {}, "content": first, "done": False},
-            {"cmd": "response_get_watchable_list", "qty": {}, "content": second, "done": True},
+            {
+                "cmd": "response_get_watchable_list",
+                "qty": {},
+                "content": first,
+                "done": False,
+            },
+            {
+                "cmd": "response_get_watchable_list",
+                "qty": {},
+                "content": second,
+                "done": True,
+            },
         ]
 
     def _subscribe(self, request: dict[str, Any]) -> dict[str, Any]:
         unknown = [path for path in request["watchables"] if path not in self.ids]
         if unknown:
-            return {"cmd": "error", "request_cmd": "subscribe_watchable", "msg": f"Unknown watchable : {unknown[0]}"}
+            return {
+                "cmd": "error",
+                "request_cmd": "subscribe_watchable",
+                "msg": f"Unknown watchable : {unknown[0]}",
+            }
         return {
             "cmd": "response_subscribe_watchable",
-            "subscribed": {path: {"id": self.ids[path], "path": path} for path in request["watchables"]},
+            "subscribed": {
+                path: {"id": self.ids[path], "path": path}
+                for path in request["watchables"]
+            },
         }
 
     def _write(self, request: dict[str, Any]) -> list[dict[str, Any]]:
         update = request["updates"][0]
         token = f"token{len(self.requests)}"
-        answers = [{"cmd": "response_write_watchable", "request_token": token, "count": 1}]
+        answers = [
+            {"cmd": "response_write_watchable", "request_token": token, "count": 1}
+        ]
         if self.complete_writes:
             answers.append(
                 {
@@ -211,11 +282,17 @@ class FakeScrutinyServer:
                     "batch_index": 0,
                     "success": self.write_success,
                     "completion_server_time_us": 57436483.809,
-                    "failure_reason": "" if self.write_success else "Memory is read-only",
+                    "failure_reason": ""
+                    if self.write_success
+                    else "Memory is read-only",
                 }
             )
         return answers
 
     def value_update(self, path: str, value: object) -> dict[str, Any]:
         """Return a watchable_update pushing one value."""
-        return {"cmd": "watchable_update", "reqid": None, "updates": [{"id": self.ids[path], "v": value, "t": 53428916.121}]}
+        return {
+            "cmd": "watchable_update",
+            "reqid": None,
+            "updates": [{"id": self.ids[path], "v": value, "t": 53428916.121}],
+        }

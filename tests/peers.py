@@ -389,7 +389,9 @@ def indi_thermostat_fixture(
 # Scrutiny: the real scrutinydebugger server (its CLI, as a user starts it) and the vendor's SDK client
 
 ScrutinyPeer = tuple[str, int, "PeerProcess"]
-SCRUTINY_SDK_TIMEOUT = 60.0  # seconds one SDK command (simulators/scrutiny_sdk.py) may take
+SCRUTINY_SDK_TIMEOUT = (
+    60.0  # seconds one SDK command (simulators/scrutiny_sdk.py) may take
+)
 
 
 def scrutiny_server_args(port: int) -> list[str]:
@@ -420,7 +422,14 @@ def scrutiny_sdk(port: int, *args: str, storage: Path) -> str:
     env.pop("PYTHONHOME", None)
     env["PYTHONPATH"] = str(ROOT)
     completed = subprocess.run(  # noqa: S603 - our own interpreter and module
-        [str(peer_python()), "-m", "simulators.scrutiny_sdk", "--port", str(port), *args],
+        [
+            str(peer_python()),
+            "-m",
+            "simulators.scrutiny_sdk",
+            "--port",
+            str(port),
+            *args,
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,

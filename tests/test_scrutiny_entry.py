@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from unittest.mock import patch
 
 from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
@@ -12,26 +13,45 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import entity_registry as er
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry, snapshot_platform
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    snapshot_platform,
+)
 from syrupy.assertion import SnapshotAssertion
 
 from custom_components.instrument_hub.const import CONF_SOURCE_KIND, DOMAIN
-from custom_components.instrument_hub.diagnostics import async_get_config_entry_diagnostics
+from custom_components.instrument_hub.diagnostics import (
+    async_get_config_entry_diagnostics,
+)
 
 from .fake_scrutiny import FakeScrutinyServer
 from .helpers import state_is, state_of, wait_for_entity, wait_for_state
 
 ENTRY_ID = "01JSCRUTINYENTRY000000000A"
 OPTIONS = {
-    "watchables": ["/Sine Wave", "/static/main.cpp/counter", "/static/main.cpp/counter_enable", "/Mode", "/rpv/x2000"],
-    "writable": ["/static/main.cpp/counter", "/static/main.cpp/counter_enable", "/Mode"],
+    "watchables": [
+        "/Sine Wave",
+        "/static/main.cpp/counter",
+        "/static/main.cpp/counter_enable",
+        "/Mode",
+        "/rpv/x2000",
+    ],
+    "writable": [
+        "/static/main.cpp/counter",
+        "/static/main.cpp/counter_enable",
+        "/Mode",
+    ],
     "update_rate": 5.0,
 }
 
 
 async def _flow(hass: HomeAssistant, port: int) -> dict[str, object]:
-    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
-    result = await hass.config_entries.flow.async_configure(result["flow_id"], {"next_step_id": "scrutiny"})
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_USER}
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "scrutiny"}
+    )
     assert result["step_id"] == "scrutiny"
     return dict(
         await hass.config_entries.flow.async_configure(
@@ -40,7 +60,15 @@ async def _flow(hass: HomeAssistant, port: int) -> dict[str, object]:
     )
 
 
-def _entry(hass: HomeAssistant, port: int, options: dict[str, object] | None = None) -> MockConfigEntry:
+def _schema(result: Any) -> Any:
+    """Return the fields of a form's schema."""
+    assert result["data_schema"] is not None
+    return result["data_schema"].schema
+
+
+def _entry(
+    hass: HomeAssistant, port: int, options: dict[str, object] | None = None
+) -> MockConfigEntry:
     entry = MockConfigEntry(
         domain=DOMAIN,
         entry_id=ENTRY_ID,
@@ -53,7 +81,11 @@ def _entry(hass: HomeAssistant, port: int, options: dict[str, object] | None = N
     return entry
 
 
-async def _loaded(hass: HomeAssistant, server: FakeScrutinyServer, options: dict[str, object] | None = None) -> MockConfigEntry:
+async def _loaded(
+    hass: HomeAssistant,
+    server: FakeScrutinyServer,
+    options: dict[str, object] | None = None,
+) -> MockConfigEntry:
     entry = _entry(hass, server.port, options)
     assert await hass.config_entries.async_setup(entry.entry_id)
     assert entry.state is ConfigEntryState.LOADED
@@ -63,21 +95,31 @@ async def _loaded(hass: HomeAssistant, server: FakeScrutinyServer, options: dict
     return entry
 
 
-async def test_flow_creates_the_entry(hass: HomeAssistant, scrutiny_server: FakeScrutinyServer) -> None:
+async def test_flow_creates_the_entry(
+    hass: HomeAssistant, scrutiny_server: FakeScrutinyServer
+) -> None:
+    """Flow creates the entry."""
     result = await _flow(hass, scrutiny_server.port)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == f"Scrutiny server 127.0.0.1:{scrutiny_server.port}"
     assert scrutiny_server.requests_of("get_server_status")
     again = await _flow(hass, scrutiny_server.port)
-    assert again["type"] is FlowResultType.ABORT and again["reason"] == "already_configured"
+    assert (
+        again["type"] is FlowResultType.ABORT
+        and again["reason"] == "already_configured"
+    )
     await hass.async_block_till_done()
 
 
 async def test_flow_errors(hass: HomeAssistant, socket_enabled: None) -> None:
+    """Flow errors."""
     not_scrutiny = FakeScrutinyServer(welcome=False)
     await not_scrutiny.start()
     try:
-        with patch("custom_components.instrument_hub.sources.scrutiny.client.WELCOME_TIMEOUT", 0.2):
+        with patch(
+            "custom_components.instrument_hub.sources.scrutiny.client.WELCOME_TIMEOUT",
+            0.2,
+        ):
             result = await _flow(hass, not_scrutiny.port)
         assert result["errors"] == {"base": "not_scrutiny"}
         hass.config_entries.flow.async_abort(str(result["flow_id"]))
@@ -99,10 +141,15 @@ async def test_flow_errors(hass: HomeAssistant, socket_enabled: None) -> None:
         await odd.close()
 
 
-async def test_options_list_the_servers_watchables(hass: HomeAssistant, scrutiny_server: FakeScrutinyServer) -> None:
-    entry = await _loaded(hass, scrutiny_server, {"watchables": ["/Sine Wave", "/old/one"]})
+async def test_options_list_the_servers_watchables(
+    hass: HomeAssistant, scrutiny_server: FakeScrutinyServer
+) -> None:
+    """Options list the servers watchables."""
+    entry = await _loaded(
+        hass, scrutiny_server, {"watchables": ["/Sine Wave", "/old/one"]}
+    )
     result = await hass.config_entries.options.async_init(entry.entry_id)
-    options = result["data_schema"].schema["watchables"].config["options"]
+    options = _schema(result)["watchables"].config["options"]
     labels = {option["value"]: option["label"] for option in options}
     assert labels["/Sine Wave"] == "/Sine Wave (alias, float32)"
     assert labels["/old/one"] == "/old/one (not listed now)"
@@ -122,22 +169,32 @@ async def test_options_list_the_servers_watchables(hass: HomeAssistant, scrutiny
         result["flow_id"], {**form, "writable": [], "blob_folder": "../out"}
     )
     assert result["errors"] == {"blob_folder": "invalid_folder"}
-    result = await hass.config_entries.options.async_configure(result["flow_id"], {**form, "writable": []})
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {**form, "writable": []}
+    )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert entry.options["watchables"] == ["/Sine Wave"]
     await hass.async_block_till_done()
 
 
 async def test_options_of_an_entry_not_loaded(hass: HomeAssistant) -> None:
+    """Options of an entry not loaded."""
     entry = _entry(hass, 1, {"watchables": ["/a"], "writable": ["/a"]})
     result = await hass.config_entries.options.async_init(entry.entry_id)
-    options = result["data_schema"].schema["watchables"].config["options"]
+    options = _schema(result)["watchables"].config["options"]
     assert [option["value"] for option in options] == ["/a"]
 
 
 @pytest.mark.usefixtures("all_entities_enabled")
 @pytest.mark.parametrize(
-    "platform", [Platform.SENSOR, Platform.NUMBER, Platform.SWITCH, Platform.SELECT, Platform.EVENT]
+    "platform",
+    [
+        Platform.SENSOR,
+        Platform.NUMBER,
+        Platform.SWITCH,
+        Platform.SELECT,
+        Platform.EVENT,
+    ],
 )
 async def test_entities(
     hass: HomeAssistant,
@@ -151,7 +208,11 @@ async def test_entities(
         entry = _entry(hass, scrutiny_server.port)
         assert await hass.config_entries.async_setup(entry.entry_id)
         await hass.async_block_till_done()
-        await wait_for_entity(hass, "sensor" if platform is Platform.SENSOR else str(platform), _probe(platform))
+        await wait_for_entity(
+            hass,
+            "sensor" if platform is Platform.SENSOR else str(platform),
+            _probe(platform),
+        )
         await entry.runtime_data.async_flush()
         await hass.async_block_till_done()
         if platform in (Platform.SENSOR, Platform.EVENT):
@@ -180,54 +241,91 @@ def _probe(platform: Platform) -> str:
 async def test_writes_actions_and_availability(
     hass: HomeAssistant, scrutiny_server: FakeScrutinyServer, tmp_path: Path
 ) -> None:
+    """Writes actions and availability."""
     hass.config.config_dir = str(tmp_path)
     entry = await _loaded(hass, scrutiny_server)
     registry = er.async_get(hass)
 
     def entity(platform: str, channel: str) -> str:
-        found = registry.async_get_entity_id(platform, DOMAIN, f"{ENTRY_ID}:target:{channel}")
+        found = registry.async_get_entity_id(
+            platform, DOMAIN, f"{ENTRY_ID}:target:{channel}"
+        )
         assert found is not None
         return found
 
     counter = entity("number", "w./static/main%2Ecpp/counter")
     mode = entity("select", "w./Mode")
     enable = entity("switch", "w./static/main%2Ecpp/counter_enable")
-    await hass.services.async_call("number", "set_value", {"entity_id": counter, "value": 3.5}, blocking=True)
+    await hass.services.async_call(
+        "number", "set_value", {"entity_id": counter, "value": 3.5}, blocking=True
+    )
     assert state_of(hass, counter) == "3.5"
-    await hass.services.async_call("select", "select_option", {"entity_id": mode, "option": "run"}, blocking=True)
+    await hass.services.async_call(
+        "select", "select_option", {"entity_id": mode, "option": "run"}, blocking=True
+    )
     assert state_of(hass, mode) == "run"
-    await hass.services.async_call("switch", "turn_on", {"entity_id": enable}, blocking=True)
+    await hass.services.async_call(
+        "switch", "turn_on", {"entity_id": enable}, blocking=True
+    )
     assert state_of(hass, enable) == "on"
 
     response = await hass.services.async_call(
-        DOMAIN, "write_variable", {"config_entry_id": ENTRY_ID, "path": "/static/main.cpp/counter_enable", "value": "off"},
-        blocking=True, return_response=True,
+        DOMAIN,
+        "write_variable",
+        {
+            "config_entry_id": ENTRY_ID,
+            "path": "/static/main.cpp/counter_enable",
+            "value": "off",
+        },
+        blocking=True,
+        return_response=True,
     )
-    assert response == {"path": "/static/main.cpp/counter_enable", "success": True, "value": False, "completed_at": response["completed_at"]}  # type: ignore[index]
+    assert response is not None
+    assert response == {
+        "path": "/static/main.cpp/counter_enable",
+        "success": True,
+        "value": False,
+        "completed_at": response["completed_at"],
+    }
     assert state_of(hass, enable) == "off"
     with pytest.raises(ServiceValidationError) as invalid:
         await hass.services.async_call(
-            DOMAIN, "write_variable", {"config_entry_id": ENTRY_ID, "path": "/static/main.cpp/counter", "value": "lots"},
-            blocking=True, return_response=True,
+            DOMAIN,
+            "write_variable",
+            {
+                "config_entry_id": ENTRY_ID,
+                "path": "/static/main.cpp/counter",
+                "value": "lots",
+            },
+            blocking=True,
+            return_response=True,
         )
     assert invalid.value.translation_key == "invalid_value"
     scrutiny_server.write_success = False
     with pytest.raises(HomeAssistantError) as refused:
-        await hass.services.async_call("number", "set_value", {"entity_id": counter, "value": 1}, blocking=True)
+        await hass.services.async_call(
+            "number", "set_value", {"entity_id": counter, "value": 1}, blocking=True
+        )
     assert refused.value.translation_key == "command_rejected"
     assert "read-only" in str(refused.value)
     assert state_of(hass, counter) == "3.5"
 
     # Export: the newest acquisition as CSV through the file store.
     scrutiny_server.handlers["list_datalogging_acquisitions"] = lambda _req: {
-        "cmd": "response_list_datalogging_acquisitions", "acquisitions": [{"reference_id": "r1"}]}
+        "cmd": "response_list_datalogging_acquisitions",
+        "acquisitions": [{"reference_id": "r1"}],
+    }
     scrutiny_server.handlers["read_datalogging_acquisition_content"] = lambda _req: {
         "cmd": "response_read_datalogging_acquisition_content",
         "xdata": {"name": "Time (ms)", "data": [0, 1]},
         "signals": [{"name": "sine", "data": [0.5, 0.25]}],
     }
     saved = await hass.services.async_call(
-        DOMAIN, "save_acquisition", {"config_entry_id": ENTRY_ID}, blocking=True, return_response=True
+        DOMAIN,
+        "save_acquisition",
+        {"config_entry_id": ENTRY_ID},
+        blocking=True,
+        return_response=True,
     )
     assert saved is not None and saved["reference_id"] == "r1"
     assert Path(str(saved["path"])).read_text() == "Time (ms),sine\n0,0.5\n1,0.25\n"
@@ -243,17 +341,28 @@ async def test_writes_actions_and_availability(
     sine = entity("sensor", "w./Sine Wave")
     await scrutiny_server.drop()
     await wait_for_state(hass, sine, state_is(STATE_UNAVAILABLE))
-    await wait_for_state(hass, sine, lambda s: s is not None and s.state != STATE_UNAVAILABLE, timeout=10)
+    await wait_for_state(
+        hass, sine, lambda s: s is not None and s.state != STATE_UNAVAILABLE, timeout=10
+    )
     assert entry.state is ConfigEntryState.LOADED
 
 
-async def test_saving_disabled_fails_the_export(hass: HomeAssistant, scrutiny_server: FakeScrutinyServer) -> None:
+async def test_saving_disabled_fails_the_export(
+    hass: HomeAssistant, scrutiny_server: FakeScrutinyServer
+) -> None:
+    """Saving disabled fails the export."""
     await _loaded(hass, scrutiny_server, {**OPTIONS, "blobs_enabled": False})
     scrutiny_server.handlers["read_datalogging_acquisition_content"] = lambda _req: {
-        "cmd": "response_read_datalogging_acquisition_content", "xdata": {"data": [0]}, "signals": []}
+        "cmd": "response_read_datalogging_acquisition_content",
+        "xdata": {"data": [0]},
+        "signals": [],
+    }
     with pytest.raises(HomeAssistantError) as err:
         await hass.services.async_call(
-            DOMAIN, "save_acquisition", {"config_entry_id": ENTRY_ID, "reference_id": "r1"},
-            blocking=True, return_response=True,
+            DOMAIN,
+            "save_acquisition",
+            {"config_entry_id": ENTRY_ID, "reference_id": "r1"},
+            blocking=True,
+            return_response=True,
         )
     assert err.value.translation_key == "not_saved"

@@ -10,7 +10,13 @@ import signal
 import time
 
 from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
-from homeassistant.const import CONF_HOST, CONF_PORT, STATE_OFF, STATE_ON, STATE_UNAVAILABLE
+from homeassistant.const import (
+    CONF_HOST,
+    CONF_PORT,
+    STATE_OFF,
+    STATE_ON,
+    STATE_UNAVAILABLE,
+)
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import HomeAssistantError
@@ -19,7 +25,14 @@ import pytest
 
 from custom_components.instrument_hub.const import DOMAIN
 
-from .helpers import state_is, state_not, state_of, wait_for_entity, wait_for_state, wait_until
+from .helpers import (
+    state_is,
+    state_not,
+    state_of,
+    wait_for_entity,
+    wait_for_state,
+    wait_until,
+)
 from .peers import ScrutinyPeer, scrutiny_sdk, scrutiny_server_fixture
 
 pytestmark = pytest.mark.peer
@@ -27,12 +40,19 @@ _LOGGER = logging.getLogger(__name__)
 
 scrutiny_peer = scrutiny_server_fixture("scrutiny_peer")
 
-WATCHED = ["/Sine Wave", "/Counter/Value", "/static/main.cpp/counter_enable", "/rpv/x2000"]
+WATCHED = [
+    "/Sine Wave",
+    "/Counter/Value",
+    "/static/main.cpp/counter_enable",
+    "/rpv/x2000",
+]
 WRITABLE = ["/Counter/Value", "/static/main.cpp/counter_enable"]
 
 
 async def _add_entry(hass: HomeAssistant, host: str, port: int) -> str:
-    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_USER}
+    )
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"next_step_id": "scrutiny"}
     )
@@ -51,7 +71,9 @@ async def _choose_watchables(hass: HomeAssistant, entry_id: str) -> None:
     """Pick watchables in the options flow from the list the running server gave."""
     result = await hass.config_entries.options.async_init(entry_id)
     assert result["type"] is FlowResultType.FORM
-    picker = result["data_schema"].schema["watchables"]
+    schema = result["data_schema"]
+    assert schema is not None
+    picker = schema.schema["watchables"]
     listed = {option["value"] for option in picker.config["options"]}
     assert set(WATCHED) <= listed
     assert "/global/device/uptime" in listed
@@ -94,7 +116,9 @@ async def test_scrutiny_server_through_home_assistant(
 
     registry = dr.async_get(hass)
     server = registry.async_get_device_by_identifier((DOMAIN, entry_id), entry_id)
-    target = registry.async_get_device_by_identifier((DOMAIN, f"{entry_id}:target"), entry_id)
+    target = registry.async_get_device_by_identifier(
+        (DOMAIN, f"{entry_id}:target"), entry_id
+    )
     assert server is not None and target is not None
     assert server.model == "Scrutiny server"
     assert target.via_device_id == server.id
@@ -106,12 +130,16 @@ async def test_scrutiny_server_through_home_assistant(
 
     await _choose_watchables(hass, entry_id)
     sine = await wait_for_entity(hass, "sensor", _target_uid(entry_id, "w./Sine Wave"))
-    counter = await wait_for_entity(hass, "number", _target_uid(entry_id, "w./Counter/Value"))
+    counter = await wait_for_entity(
+        hass, "number", _target_uid(entry_id, "w./Counter/Value")
+    )
     enable = await wait_for_entity(
         hass, "switch", _target_uid(entry_id, "w./static/main%2Ecpp/counter_enable")
     )
     rpv = await wait_for_entity(hass, "sensor", _target_uid(entry_id, "w./rpv/x2000"))
-    datalogger = await wait_for_entity(hass, "sensor", _target_uid(entry_id, "datalogger.state"))
+    datalogger = await wait_for_entity(
+        hass, "sensor", _target_uid(entry_id, "datalogger.state")
+    )
     completion = await wait_for_entity(
         hass, "sensor", _target_uid(entry_id, "datalogger.completion")
     )
@@ -120,7 +148,9 @@ async def test_scrutiny_server_through_home_assistant(
     first = await wait_for_state(hass, sine, state_not(STATE_UNAVAILABLE))
     assert first is not None
     await wait_for_state(hass, sine, lambda s: s is not None and s.state != first.state)
-    await wait_for_state(hass, rpv, lambda s: s is not None and s.state in {"1.0", "-1.0"})
+    await wait_for_state(
+        hass, rpv, lambda s: s is not None and s.state in {"1.0", "-1.0"}
+    )
 
     # Writes resolve on the server's completion; the entity shows the written value by then.
     await hass.services.async_call(
@@ -128,7 +158,9 @@ async def test_scrutiny_server_through_home_assistant(
     )
     assert float(state_of(hass, counter)) == 42.0
     await wait_for_state(hass, enable, state_not(STATE_UNAVAILABLE))
-    await hass.services.async_call("switch", "turn_off", {"entity_id": enable}, blocking=True)
+    await hass.services.async_call(
+        "switch", "turn_off", {"entity_id": enable}, blocking=True
+    )
     assert state_of(hass, enable) == STATE_OFF
     response = await hass.services.async_call(
         DOMAIN,
@@ -148,22 +180,25 @@ async def test_scrutiny_server_through_home_assistant(
             return_response=True,
         )
     assert err.value.translation_key == "unknown_target"
-    await hass.services.async_call("switch", "turn_on", {"entity_id": enable}, blocking=True)
+    await hass.services.async_call(
+        "switch", "turn_on", {"entity_id": enable}, blocking=True
+    )
     assert state_of(hass, enable) == STATE_ON
 
     # An acquisition run by another client moves the datalogger through its states.
     seen: list[str] = []
     ratios: list[str] = []
 
-    def record() -> bool:
+    def record() -> None:
         for entity_id, values in ((datalogger, seen), (completion, ratios)):
             state = state_of(hass, entity_id)
             if not values or values[-1] != state:
                 values.append(state)
-        return False
 
     unsubscribe = hass.bus.async_listen("state_changed", lambda _event: record())
-    complete = await wait_for_entity(hass, "event", f"{entry_id}:event.acquisition_complete")
+    complete = await wait_for_entity(
+        hass, "event", f"{entry_id}:event.acquisition_complete"
+    )
     try:
         answer = await _sdk(hass, port, storage, "acquire", "/Sine Wave")
         await wait_for_state(hass, complete, state_not("unknown"))
@@ -203,23 +238,31 @@ async def test_scrutiny_server_through_home_assistant(
     assert gone_state is not None and gone_state.attributes["session_id"] == old_session
     for entity_id in (sine, counter, enable, datalogger, firmware):
         await wait_for_state(hass, entity_id, state_is(STATE_UNAVAILABLE))
-    sfd_unloaded = await wait_for_entity(hass, "event", f"{entry_id}:event.sfd_unloaded")
+    sfd_unloaded = await wait_for_entity(
+        hass, "event", f"{entry_id}:event.sfd_unloaded"
+    )
     await wait_for_state(hass, sfd_unloaded, state_not("unknown"))
 
     # On again: the same entities are back, with a new session.
     registered = sorted(
-        e.entity_id for e in er.async_entries_for_config_entry(er.async_get(hass), entry_id)
+        e.entity_id
+        for e in er.async_entries_for_config_entry(er.async_get(hass), entry_id)
     )
     await _sdk(hass, port, storage, "demo", "on")
     for entity_id in (sine, counter, enable, datalogger, firmware):
         await wait_for_state(hass, entity_id, state_not(STATE_UNAVAILABLE))
     new_ready = await wait_for_state(
-        hass, ready, lambda s: s is not None and s.attributes.get("session_id") != old_session
+        hass,
+        ready,
+        lambda s: s is not None and s.attributes.get("session_id") != old_session,
     )
     assert new_ready is not None and new_ready.attributes["session_id"]
     await wait_for_state(hass, firmware, state_is("Scrutiny Demo Device 0.16.0"))
     assert (
-        sorted(e.entity_id for e in er.async_entries_for_config_entry(er.async_get(hass), entry_id))
+        sorted(
+            e.entity_id
+            for e in er.async_entries_for_config_entry(er.async_get(hass), entry_id)
+        )
         == registered
     )
 
@@ -232,12 +275,18 @@ async def test_scrutiny_server_killed_and_restarted(
     storage = tmp_path / "scrutiny"
     entry_id = await _add_entry(hass, host, port)
     firmware = await wait_for_entity(hass, "sensor", _target_uid(entry_id, "firmware"))
-    datalogger = await wait_for_entity(hass, "sensor", _target_uid(entry_id, "datalogger.state"))
+    datalogger = await wait_for_entity(
+        hass, "sensor", _target_uid(entry_id, "datalogger.state")
+    )
     await wait_for_state(hass, datalogger, state_is("standby"))
     registry = er.async_get(hass)
-    connected = registry.async_get_entity_id("binary_sensor", DOMAIN, f"{entry_id}:_link")
+    connected = registry.async_get_entity_id(
+        "binary_sensor", DOMAIN, f"{entry_id}:_link"
+    )
     assert connected is not None and state_of(hass, connected) == STATE_ON
-    registered = sorted(e.entity_id for e in er.async_entries_for_config_entry(registry, entry_id))
+    registered = sorted(
+        e.entity_id for e in er.async_entries_for_config_entry(registry, entry_id)
+    )
 
     killed = time.monotonic()
     os.kill(process.pid, signal.SIGKILL)
@@ -257,9 +306,9 @@ async def test_scrutiny_server_killed_and_restarted(
     await wait_for_state(hass, datalogger, state_is("standby"), timeout=30)
     await wait_for_state(hass, firmware, state_is("Scrutiny Demo Device 0.16.0"))
     back_after = time.monotonic() - restarted
-    assert sorted(e.entity_id for e in er.async_entries_for_config_entry(registry, entry_id)) == (
-        registered
-    )
+    assert sorted(
+        e.entity_id for e in er.async_entries_for_config_entry(registry, entry_id)
+    ) == (registered)
     entry = hass.config_entries.async_get_entry(entry_id)
     assert entry is not None and entry.state is ConfigEntryState.LOADED
     _LOGGER.warning(

@@ -48,7 +48,13 @@ def decode_all(decoder: FrameDecoder, chunks: list[bytes]) -> list[dict[str, Any
     return found
 
 
-def raw_frame(payload: bytes, *, flags: str = "ch", size: int | None = None, digest: bytes | None = None) -> bytes:
+def raw_frame(
+    payload: bytes,
+    *,
+    flags: str = "ch",
+    size: int | None = None,
+    digest: bytes | None = None,
+) -> bytes:
     """Return a frame with chosen parts (for corrupting one on purpose)."""
     header = f"<SCRUTINY size={len(payload) if size is None else size:x} flags={flags}>".encode()
     hashed = hashlib.md5(payload).digest() if digest is None else digest
@@ -57,7 +63,11 @@ def raw_frame(payload: bytes, *, flags: str = "ch", size: int | None = None, dig
 
 def test_the_welcome_frame_as_captured_from_the_socket() -> None:
     """The server's own 122-byte welcome (reference note §1.3) decodes; ours encodes the same framing."""
-    welcome = {"cmd": "welcome", "reqid": None, "server_time_zero_timestamp": 1795236047.604454}
+    welcome = {
+        "cmd": "welcome",
+        "reqid": None,
+        "server_time_zero_timestamp": 1795236047.604454,
+    }
     data = encode_message(welcome)
     assert data.startswith(b"<SCRUTINY size=4f flags=ch>x\x01")
     assert len(data) == 122
@@ -66,6 +76,7 @@ def test_the_welcome_frame_as_captured_from_the_socket() -> None:
 
 
 def test_captured_stream_in_one_piece() -> None:
+    """Captured stream in one piece."""
     decoder = FrameDecoder()
     assert decode_all(decoder, [STREAM]) == MESSAGES
     assert decoder.malformed == 0 and decoder.buffered == 0
@@ -74,12 +85,16 @@ def test_captured_stream_in_one_piece() -> None:
 def test_unhashed_and_uncompressed_frames_are_accepted() -> None:
     """The server accepts any flags; the decoder does too (as the SDK's parser)."""
     payload = json.dumps({"cmd": "response_echo", "reqid": 1}).encode()
-    frames = FrameDecoder().feed(raw_frame(payload, flags="") + raw_frame(zlib.compress(payload), flags="c"))
+    frames = FrameDecoder().feed(
+        raw_frame(payload, flags="") + raw_frame(zlib.compress(payload), flags="c")
+    )
     assert [decode_frame(frame)["cmd"] for frame in frames] == ["response_echo"] * 2
 
 
 def _corrupt(kind: str) -> bytes:
-    message = json.dumps({"cmd": "watchable_update", "reqid": None, "updates": []}).encode()
+    message = json.dumps(
+        {"cmd": "watchable_update", "reqid": None, "updates": []}
+    ).encode()
     compressed = zlib.compress(message)
     match kind:
         case "bad_md5":
@@ -136,15 +151,21 @@ def test_a_bad_frame_mid_stream_is_skipped_and_the_rest_delivered(kind: str) -> 
         assert decoder.malformed >= 1 and reports
 
 
-@pytest.mark.parametrize("kind", ["bad_zlib", "bad_json", "not_an_object", "wrong_encoding"])
+@pytest.mark.parametrize(
+    "kind", ["bad_zlib", "bad_json", "not_an_object", "wrong_encoding"]
+)
 def test_a_verified_frame_with_bad_content_is_refused(kind: str) -> None:
+    """A verified frame with bad content is refused."""
     (frame,) = FrameDecoder().feed(_corrupt(kind))
     with pytest.raises(MessageError):
         decode_frame(frame)
 
 
 def test_a_zlib_bomb_is_refused_not_inflated() -> None:
-    bomb = zlib.compress(b'{"cmd": "x", "pad": "' + b"a" * (70 * 1024 * 1024) + b'"}', 9)
+    """A zlib bomb is refused not inflated."""
+    bomb = zlib.compress(
+        b'{"cmd": "x", "pad": "' + b"a" * (70 * 1024 * 1024) + b'"}', 9
+    )
     with pytest.raises(MessageError, match="once inflated"):
         decode_frame(Frame(bomb, compressed=True))
 
@@ -162,6 +183,7 @@ def test_a_truncated_frame_at_the_end_waits_then_gives_way_to_the_next() -> None
 
 
 def test_garbage_between_frames_is_reported_once_per_run() -> None:
+    """Garbage between frames is reported once per run."""
     reports: list[str] = []
     decoder = FrameDecoder(lambda reason, _excerpt: reports.append(reason))
     frames = decoder.feed(b"xx" * 100 + encode_message({"cmd": "a", "reqid": None}))
@@ -171,6 +193,7 @@ def test_garbage_between_frames_is_reported_once_per_run() -> None:
 
 
 def test_reset_forgets_a_partial_frame() -> None:
+    """Reset forgets a partial frame."""
     decoder = FrameDecoder()
     decoder.feed(encode_message({"cmd": "a", "reqid": None})[:20])
     decoder.reset()
@@ -180,7 +203,10 @@ def test_reset_forgets_a_partial_frame() -> None:
 CORRUPTED_STREAM = b"".join(
     [
         *(encode_message(message) for message in MESSAGES[:40]),
-        *(_corrupt(kind) + encode_message(MESSAGES[40 + index]) for index, kind in enumerate(CORRUPTIONS)),
+        *(
+            _corrupt(kind) + encode_message(MESSAGES[40 + index])
+            for index, kind in enumerate(CORRUPTIONS)
+        ),
         *(encode_message(message) for message in MESSAGES[40 + len(CORRUPTIONS) : 80]),
     ]
 )
@@ -188,11 +214,16 @@ EXPECTED = decode_all(FrameDecoder(), [CORRUPTED_STREAM])
 
 
 def test_the_corrupted_stream_loses_only_the_corrupted_frames() -> None:
-    assert EXPECTED == MESSAGES[:80]
+    """The corrupted stream loses only the corrupted frames."""
+    assert MESSAGES[:80] == EXPECTED
 
 
 @settings(max_examples=150, deadline=None)
-@given(cuts=st.lists(st.integers(min_value=0, max_value=len(CORRUPTED_STREAM)), max_size=60))
+@given(
+    cuts=st.lists(
+        st.integers(min_value=0, max_value=len(CORRUPTED_STREAM)), max_size=60
+    )
+)
 def test_any_chunking_yields_the_same_messages(cuts: list[int]) -> None:
     """However the stream is cut into reads, the same messages come out in the same order."""
     points = sorted({0, len(CORRUPTED_STREAM), *cuts})
@@ -203,6 +234,7 @@ def test_any_chunking_yields_the_same_messages(cuts: list[int]) -> None:
 @settings(max_examples=50, deadline=None)
 @given(size=st.integers(min_value=1, max_value=64))
 def test_byte_by_byte_in_small_reads(size: int) -> None:
+    """Byte by byte in small reads."""
     stream = CORRUPTED_STREAM[:6000]
     chunks = [stream[i : i + size] for i in range(0, len(stream), size)]
     assert decode_all(FrameDecoder(), chunks) == decode_all(FrameDecoder(), [stream])

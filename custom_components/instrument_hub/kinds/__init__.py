@@ -15,7 +15,9 @@ from .base import KindAction, SourceKind
 from .indi import IndiKind
 from .scrutiny import ScrutinyKind
 
-KINDS: Final[Mapping[str, SourceKind]] = {kind.name: kind for kind in (IndiKind(), ScrutinyKind())}
+KINDS: Final[Mapping[str, SourceKind]] = {
+    kind.name: kind for kind in (IndiKind(), ScrutinyKind())
+}
 """Every kind, by name, in the order of the config flow's menu."""
 
 

@@ -20,7 +20,14 @@ from ..sources.scrutiny import ScrutinySource
 from ..sources.scrutiny.client import NotScrutiny, ScrutinyConnection
 from ..sources.scrutiny.mapping import ACQUISITION_FILE, TARGET
 from ..sources.scrutiny.messages import Watchable
-from .base import Endpoint, FlowFormError, KindAction, OptionsForm, SourceKind, TaskFactory
+from .base import (
+    Endpoint,
+    FlowFormError,
+    KindAction,
+    OptionsForm,
+    SourceKind,
+    TaskFactory,
+)
 from .files import (
     FILE_OPTION_DEFAULTS,
     FILE_OPTIONS_SCHEMA,
@@ -98,7 +105,9 @@ async def _async_write_variable(
     return {
         "path": completion.path,
         "success": completion.success,
-        "value": completion.value,
+        "value": completion.value
+        if isinstance(completion.value, bool | int | float | str)
+        else None,
         "completed_at": completion.completed_at.isoformat()
         if completion.completed_at
         else None,

@@ -135,14 +135,18 @@ class ScrutinyConnection:
     async def connect(self) -> None:
         """Open the first connection and wait for the welcome (CannotConnect, NotScrutiny)."""
         if self._closed:
-            raise CannotConnect("The connection was closed", host=self._host, port=str(self._port))
+            raise CannotConnect(
+                "The connection was closed", host=self._host, port=str(self._port)
+            )
         if not self.connected:
             await self._open()
 
     def start(self) -> None:
         """Start the task that reads and, when the link drops, reconnects."""
         if self._task is None and not self._closed:
-            self._task = self._task_factory(self._run(), f"Scrutiny connection {self.endpoint}")
+            self._task = self._task_factory(
+                self._run(), f"Scrutiny connection {self.endpoint}"
+            )
 
     async def close(self) -> None:
         """Stop every task, fail pending requests and close the socket; idempotent."""
@@ -162,13 +166,21 @@ class ScrutinyConnection:
         await self._drop_socket()
 
     async def request(
-        self, cmd: str, fields: Mapping[str, Any] | None = None, *, timeout: float = REQUEST_TIMEOUT
+        self,
+        cmd: str,
+        fields: Mapping[str, Any] | None = None,
+        *,
+        timeout: float = REQUEST_TIMEOUT,
     ) -> dict[str, Any]:
         """Send one request and return its response; CommandRejected for the server's error."""
         return (await self._request(cmd, fields, timeout=timeout, multipart=False))[0]
 
     async def request_all(
-        self, cmd: str, fields: Mapping[str, Any] | None = None, *, timeout: float = REQUEST_TIMEOUT
+        self,
+        cmd: str,
+        fields: Mapping[str, Any] | None = None,
+        *,
+        timeout: float = REQUEST_TIMEOUT,
     ) -> list[dict[str, Any]]:
         """Send a request answered in several parts (the last has ``done: true``); return them all."""
         return await self._request(cmd, fields, timeout=timeout, multipart=True)
@@ -210,7 +222,9 @@ class ScrutinyConnection:
         multipart: bool,
     ) -> list[dict[str, Any]]:
         reqid = next(self._reqids)
-        future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[dict[str, Any]]] = (
+            asyncio.get_running_loop().create_future()
+        )
         self._pending[reqid] = _Pending(future, multipart)
         try:
             await self.send({"cmd": cmd, "reqid": reqid, **(fields or {})})
@@ -288,7 +302,9 @@ class ScrutinyConnection:
                             return message
                         raise self._not_scrutiny("its first message was no welcome")
                     if self._decoder.malformed or self._decoder.buffered > 4096:
-                        raise self._not_scrutiny("it does not speak the Scrutiny framing")
+                        raise self._not_scrutiny(
+                            "it does not speak the Scrutiny framing"
+                        )
         except TimeoutError as err:
             raise self._not_scrutiny("no welcome within 5 s") from err
         except OSError as err:
@@ -316,7 +332,9 @@ class ScrutinyConnection:
             try:
                 await self._open()
             except CannotConnect as err:
-                _LOGGER.debug("Reconnect attempt %s to %s failed: %s", attempt, self.endpoint, err)
+                _LOGGER.debug(
+                    "Reconnect attempt %s to %s failed: %s", attempt, self.endpoint, err
+                )
                 delay = min(delay * 2, self._backoff_max)
             else:
                 return delay
@@ -386,7 +404,9 @@ class ScrutinyConnection:
     def _on_malformed(self, reason: str, excerpt: bytes) -> None:
         """Log the first skipped frame of a connection as a warning, later ones at debug."""
         if self._warned_malformed:
-            _LOGGER.debug("Skipped data from %s (%s): %r", self.endpoint, reason, excerpt)
+            _LOGGER.debug(
+                "Skipped data from %s (%s): %r", self.endpoint, reason, excerpt
+            )
             return
         self._warned_malformed = True
         _LOGGER.warning(
@@ -400,7 +420,9 @@ class ScrutinyConnection:
     # ------------------------------------------------------------------ liveness
 
     def _arm_silence_timer(self, delay: float) -> None:
-        self._silence_timer = asyncio.get_running_loop().call_later(delay, self._silence_check)
+        self._silence_timer = asyncio.get_running_loop().call_later(
+            delay, self._silence_check
+        )
 
     def _cancel_silence_timer(self) -> None:
         if self._silence_timer is not None:
@@ -415,14 +437,18 @@ class ScrutinyConnection:
             return
         self._silence_timer = None
         if self._echo_task is None or self._echo_task.done():
-            self._echo_task = self._task_factory(self._echo(), f"Scrutiny echo {self.endpoint}")
+            self._echo_task = self._task_factory(
+                self._echo(), f"Scrutiny echo {self.endpoint}"
+            )
 
     async def _echo(self) -> None:
         """Send an echo; no answer in time means a dead link: abort it (the reader reconnects)."""
         self.echoes += 1
         try:
             await self.request(
-                "echo", {"payload": "instrument_hub"}, timeout=min(ECHO_TIMEOUT, self._silence)
+                "echo",
+                {"payload": "instrument_hub"},
+                timeout=min(ECHO_TIMEOUT, self._silence),
             )
         except CommandTimeout:
             _LOGGER.debug("No echo from %s: dropping the link", self.endpoint)
@@ -454,7 +480,9 @@ class ScrutinyConnection:
         try:
             self._on_link(up, reason)
         except Exception:
-            _LOGGER.exception("Error while reporting a link change of %s", self.endpoint)
+            _LOGGER.exception(
+                "Error while reporting a link change of %s", self.endpoint
+            )
 
     def _not_scrutiny(self, why: str) -> NotScrutiny:
         return NotScrutiny(

@@ -13,7 +13,14 @@ from ...events import (
     Reading,
     join_key,
 )
-from .messages import DATALOGGING_STATES, DeviceInfo, EventKind, FirmwareInfo, SdkEvent, Watchable
+from .messages import (
+    DATALOGGING_STATES,
+    DeviceInfo,
+    EventKind,
+    FirmwareInfo,
+    SdkEvent,
+    Watchable,
+)
 
 SERVER: Final = ""
 """The entry's own device (the hub's HUB_DEVICE_KEY): the server."""
@@ -67,7 +74,9 @@ def event_channels() -> list[ChannelDefined]:
 
 def fire(event_type: str, **attributes: object) -> Reading:
     """Return the reading that fires the server's event entity of one event type."""
-    return Reading(SERVER, event_channel_key(event_type), EventData(event_type, attributes))
+    return Reading(
+        SERVER, event_channel_key(event_type), EventData(event_type, attributes)
+    )
 
 
 def sdk_event_reading(event: SdkEvent) -> Reading:
@@ -86,7 +95,9 @@ def target_device(
 ) -> DeviceFound:
     """Return the target as a device: named by its firmware's project, else by itself."""
     display_name = info.display_name if info else None
-    name = (firmware.project_name if firmware else None) or display_name or "Target device"
+    name = (
+        (firmware.project_name if firmware else None) or display_name or "Target device"
+    )
     return DeviceFound(
         TARGET,
         name,
@@ -167,7 +178,12 @@ def watchable_channel(watchable: Watchable, *, writable: bool) -> ChannelDefined
         return ChannelDefined(TARGET, key, ChannelKind.BOOLEAN, writable, label)
     if watchable.enum:
         return ChannelDefined(
-            TARGET, key, ChannelKind.ENUM, writable, label, options=tuple(watchable.enum)
+            TARGET,
+            key,
+            ChannelKind.ENUM,
+            writable,
+            label,
+            options=tuple(watchable.enum),
         )
     bounds = watchable.integer_range()
     return ChannelDefined(
@@ -190,5 +206,7 @@ def watchable_value(watchable: Watchable, value: object) -> object:
     if watchable.is_boolean:
         return bool(value)
     if watchable.enum:
-        return next((name for name, number in watchable.enum.items() if number == value), None)
+        return next(
+            (name for name, number in watchable.enum.items() if number == value), None
+        )
     return value

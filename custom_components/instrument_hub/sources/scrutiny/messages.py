@@ -110,7 +110,9 @@ def status_changes(
     if current is None:
         if previous is not None:
             if previous.session_id is not None:
-                events.append(SdkEvent(EventKind.DEVICE_GONE, session_id=previous.session_id))
+                events.append(
+                    SdkEvent(EventKind.DEVICE_GONE, session_id=previous.session_id)
+                )
             if previous.firmware_id is not None:
                 events.append(
                     SdkEvent(EventKind.SFD_UNLOADED, firmware_id=previous.firmware_id)
@@ -118,7 +120,9 @@ def status_changes(
         return events
     if previous is not None and previous.session_id is not None:
         if previous.session_id != current.session_id:
-            events.append(SdkEvent(EventKind.DEVICE_GONE, session_id=previous.session_id))
+            events.append(
+                SdkEvent(EventKind.DEVICE_GONE, session_id=previous.session_id)
+            )
             if current.session_id is not None:
                 events.append(
                     SdkEvent(EventKind.DEVICE_READY, session_id=current.session_id)
@@ -349,7 +353,9 @@ def acquisition_csv(content: Mapping[str, Any]) -> str:
     writer.writerow([name for name, _data in columns])
     rows = max(len(data) for _name, data in columns)
     for row in range(rows):
-        writer.writerow([data[row] if row < len(data) else "" for _name, data in columns])
+        writer.writerow(
+            [data[row] if row < len(data) else "" for _name, data in columns]
+        )
     return out.getvalue()
 
 

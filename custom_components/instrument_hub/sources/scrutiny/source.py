@@ -60,8 +60,8 @@ from .messages import (
     DeviceInfo,
     EventKind,
     FirmwareInfo,
-    ServerStatus,
     SdkEvent,
+    ServerStatus,
     ValueUpdate,
     Watchable,
     WatchableType,
@@ -193,7 +193,9 @@ class ScrutinySource(Source):
         self._fail_writes("the Scrutiny source was stopped")
         self._queue = asyncio.Queue()
 
-    async def async_write(self, device_key: str, channel_key: str, value: object) -> CommandResult:
+    async def async_write(
+        self, device_key: str, channel_key: str, value: object
+    ) -> CommandResult:
         """Write a watched watchable; returns once the server reports the write completed."""
         path = next(
             (path for path in self._defined if watchable_key(path) == channel_key), None
@@ -212,7 +214,9 @@ class ScrutinySource(Source):
         self._require_connected()
         watchable = self.catalog.get(path)
         if watchable is None:
-            raise UnknownTarget(f"The server has no watchable {path}", device=TARGET, channel=path)
+            raise UnknownTarget(
+                f"The server has no watchable {path}", device=TARGET, channel=path
+            )
         wire = _wire_value(watchable, value)
         server_id = self._ids.get(path)
         temporary = server_id is None
@@ -226,11 +230,17 @@ class ScrutinySource(Source):
         written = watchable.written_value(wire)
         shown = watchable_value(watchable, written)
         completion = WriteCompletion(
-            path, completion.success, shown, completion.failure_reason, completion.completed_at
+            path,
+            completion.success,
+            shown,
+            completion.failure_reason,
+            completion.completed_at,
         )
         if path in self._defined:
             # The server confirmed the device holds the value: show it now, as INDI's Ok does.
-            self._emit(Reading(TARGET, watchable_key(path), shown, completion.completed_at))
+            self._emit(
+                Reading(TARGET, watchable_key(path), shown, completion.completed_at)
+            )
         return completion
 
     async def async_export_acquisition(self, reference_id: str | None) -> str:
@@ -243,7 +253,9 @@ class ScrutinySource(Source):
             acquisitions = listing.get("acquisitions")
             if not isinstance(acquisitions, list) or not acquisitions:
                 raise UnknownTarget(
-                    "The server has no datalogging acquisition", device=TARGET, channel="acquisition"
+                    "The server has no datalogging acquisition",
+                    device=TARGET,
+                    channel="acquisition",
                 )
             reference_id = str(acquisitions[0].get("reference_id"))
         try:
@@ -251,12 +263,18 @@ class ScrutinySource(Source):
                 "read_datalogging_acquisition_content", {"reference_id": reference_id}
             )
         except CommandRejected as err:
-            raise UnknownTarget(err.message, device=TARGET, channel=reference_id) from err
+            raise UnknownTarget(
+                err.message, device=TARGET, channel=reference_id
+            ) from err
         samples = sum(
-            len(signal.get("data") or []) for signal in content.get("signals") or [] if isinstance(signal, dict)
+            len(signal.get("data") or [])
+            for signal in content.get("signals") or []
+            if isinstance(signal, dict)
         )
         if samples > CSV_EXECUTOR_SAMPLES:
-            text = await asyncio.get_running_loop().run_in_executor(None, acquisition_csv, content)
+            text = await asyncio.get_running_loop().run_in_executor(
+                None, acquisition_csv, content
+            )
         else:
             text = acquisition_csv(content)
         data = text.encode()
@@ -322,13 +340,16 @@ class ScrutinySource(Source):
                 _LOGGER.debug("Scrutiny %s: %s", self._connection.endpoint, err)
             except Exception:
                 _LOGGER.exception(
-                    "Error while handling Scrutiny data from %s", self._connection.endpoint
+                    "Error while handling Scrutiny data from %s",
+                    self._connection.endpoint,
                 )
 
     async def _link_changed(self, change: _LinkChange) -> None:
         if change.up:
             self._emit(LinkUp())
-            self._emit(fire(EventKind.CONNECTED.value, host=self._host, port=self._port))
+            self._emit(
+                fire(EventKind.CONNECTED.value, host=self._host, port=self._port)
+            )
             status = await self._connection.request("get_server_status")
             await self._apply_status(ServerStatus.from_message(status))
             return
@@ -434,7 +455,9 @@ class ScrutinySource(Source):
     def _emit_firmware(self) -> None:
         firmware = self._firmware
         self._emit(Reading(TARGET, FIRMWARE, firmware.title if firmware else None))
-        self._emit(Reading(TARGET, FIRMWARE_ID, firmware.firmware_id if firmware else None))
+        self._emit(
+            Reading(TARGET, FIRMWARE_ID, firmware.firmware_id if firmware else None)
+        )
 
     def _emit_lost(self, reason: str) -> None:
         if self._target_announced:
@@ -487,7 +510,9 @@ class ScrutinySource(Source):
         if not paths:
             return
         for path in paths:
-            self._emit(watchable_channel(self.catalog[path], writable=path in self._writable))
+            self._emit(
+                watchable_channel(self.catalog[path], writable=path in self._writable)
+            )
             self._defined.add(path)
         try:
             subscribed = await self._subscribe(paths)
@@ -511,7 +536,9 @@ class ScrutinySource(Source):
         found: dict[str, str] = {}
         if isinstance(subscribed, Mapping):
             for path, definition in subscribed.items():
-                if isinstance(definition, Mapping) and isinstance(definition.get("id"), str):
+                if isinstance(definition, Mapping) and isinstance(
+                    definition.get("id"), str
+                ):
                     found[str(path)] = definition["id"]
         return found
 
@@ -521,12 +548,16 @@ class ScrutinySource(Source):
         except CommandRejected as err:
             raise UnknownTarget(err.message, device=TARGET, channel=path) from err
         if path not in subscribed:
-            raise UnknownTarget(f"The server did not subscribe {path}", device=TARGET, channel=path)
+            raise UnknownTarget(
+                f"The server did not subscribe {path}", device=TARGET, channel=path
+            )
         return subscribed[path]
 
     async def _unsubscribe_quietly(self, path: str) -> None:
         try:
-            await self._connection.request("unsubscribe_watchable", {"watchables": [path]})
+            await self._connection.request(
+                "unsubscribe_watchable", {"watchables": [path]}
+            )
         except SourceError as err:
             _LOGGER.debug("Could not unsubscribe %s: %s", path, err)
 
@@ -569,7 +600,9 @@ class ScrutinySource(Source):
 
     # ------------------------------------------------------------------ writes
 
-    async def _write(self, server_id: str, path: str, value: float | bool) -> WriteCompletion:
+    async def _write(
+        self, server_id: str, path: str, value: float | bool
+    ) -> WriteCompletion:
         self._counters["writes"] += 1
         answer = await self._connection.request(
             "write_watchable",
@@ -591,7 +624,9 @@ class ScrutinySource(Source):
             self._writes.pop(token, None)
         if completion.get("success") is not True:
             self._counters["writes_failed"] += 1
-            reason = str(completion.get("failure_reason") or "the device refused the write")
+            reason = str(
+                completion.get("failure_reason") or "the device refused the write"
+            )
             raise CommandRejected(f"Writing {path} failed: {reason}")
         time_us = completion.get("completion_server_time_us")
         return WriteCompletion(
@@ -599,11 +634,15 @@ class ScrutinySource(Source):
             True,
             value,
             "",
-            self._server_time(float(time_us) if isinstance(time_us, int | float) else None),
+            self._server_time(
+                float(time_us) if isinstance(time_us, int | float) else None
+            ),
         )
 
     def _early_future(self, token: str) -> asyncio.Future[Mapping[str, Any]]:
-        future: asyncio.Future[Mapping[str, Any]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Mapping[str, Any]] = (
+            asyncio.get_running_loop().create_future()
+        )
         early = self._early_completions.pop(token, None)
         if early is not None:
             future.set_result(early)
@@ -658,7 +697,9 @@ def _wire_value(watchable: Watchable, value: object) -> float | bool:
     """Return a value as the server takes it for this watchable; InvalidValue when it cannot be."""
     if watchable.enum and isinstance(value, str):
         if value not in watchable.enum:
-            raise InvalidValue(f"{value} is not one of {', '.join(watchable.enum)}", value=value)
+            raise InvalidValue(
+                f"{value} is not one of {', '.join(watchable.enum)}", value=value
+            )
         return watchable.enum[value]
     if watchable.is_boolean:
         if isinstance(value, bool):
@@ -666,7 +707,11 @@ def _wire_value(watchable: Watchable, value: object) -> float | bool:
         if isinstance(value, int | float) and value in (0, 1):
             return bool(value)
         raise InvalidValue(f"{watchable.path} takes true or false", value=str(value))
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+    ):
         raise InvalidValue(f"{watchable.path} takes a number", value=str(value))
     bounds = watchable.integer_range()
     if bounds is not None:
