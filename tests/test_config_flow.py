@@ -28,6 +28,7 @@ from custom_components.instrument_hub.const import (
     CONF_SOURCE_KIND,
     DOMAIN,
 )
+from custom_components.instrument_hub.kinds import KINDS
 
 from .fake_source import FAKE, FakeKind
 from .helpers import SOURCE_INDI
@@ -65,7 +66,9 @@ async def _start_indi_step(hass: HomeAssistant) -> str:
         DOMAIN, context={"source": SOURCE_USER}
     )
     assert result["type"] is FlowResultType.MENU
-    assert result["menu_options"] == [SOURCE_INDI]
+    # The menu is the registry, INDI first (each kind adds its own option after it).
+    assert result["menu_options"] == list(KINDS)
+    assert result["menu_options"][0] == SOURCE_INDI
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"next_step_id": SOURCE_INDI}
     )
@@ -321,7 +324,9 @@ async def test_menu_lists_every_registered_kind(
     result = await hass.config_entries.flow.async_init(
         DOMAIN, context={"source": SOURCE_USER}
     )
-    assert result["menu_options"] == [SOURCE_INDI, FAKE]
+    assert result["menu_options"] == list(KINDS)
+    assert result["menu_options"][0] == SOURCE_INDI
+    assert result["menu_options"][-1] == FAKE
 
 
 async def _fake_step(hass: HomeAssistant) -> str:
