@@ -20,7 +20,7 @@ from collections.abc import Callable
 import json
 from pathlib import Path
 import statistics
-from typing import Any, Final
+from typing import Any, Final, Self
 
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_HOST, CONF_PORT
@@ -29,7 +29,13 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from .harness import bench_hass, cpu_ns, settle
 from .rows import BenchError, Measurement, Settings, row
 
-CAPTURE: Final = Path(__file__).parent.parent / "tests" / "fixtures" / "scrutiny" / "raw_messages.jsonl"
+CAPTURE: Final = (
+    Path(__file__).parent.parent
+    / "tests"
+    / "fixtures"
+    / "scrutiny"
+    / "raw_messages.jsonl"
+)
 CHUNK_BYTES: Final = 64 * 1024
 IDLE_SECONDS: Final = 3.0
 QUICK_IDLE_SECONDS: Final = 1.0
@@ -44,7 +50,11 @@ def _captured() -> list[dict[str, Any]]:
     ]
 
 
-@row("scrutiny-decode", "scrutiny: frame decode (MD5 + zlib + JSON, captured mix)", source="scrutiny")
+@row(
+    "scrutiny-decode",
+    "scrutiny: frame decode (MD5 + zlib + JSON, captured mix)",
+    source="scrutiny",
+)
 async def scrutiny_decode(settings: Settings) -> Measurement:
     """CPU per frame of FrameDecoder.feed (64 KiB chunks) followed by decode_frame."""
     from custom_components.instrument_hub.sources.scrutiny.protocol import (  # noqa: PLC0415
@@ -57,7 +67,10 @@ async def scrutiny_decode(settings: Settings) -> Measurement:
     frames = [encode_message(message) for message in messages]
     count = max(settings.events, len(frames))
     data = b"".join(frames[index % len(frames)] for index in range(count))
-    chunks = [data[offset : offset + CHUNK_BYTES] for offset in range(0, len(data), CHUNK_BYTES)]
+    chunks = [
+        data[offset : offset + CHUNK_BYTES]
+        for offset in range(0, len(data), CHUNK_BYTES)
+    ]
     samples: list[float] = []
     for repeat in range(-1, settings.repeats):
         decoder = FrameDecoder()
@@ -69,7 +82,9 @@ async def scrutiny_decode(settings: Settings) -> Measurement:
                 decoded += 1
         end = cpu_ns()
         if decoded != count or decoder.malformed:
-            raise BenchError(f"{decoded} of {count} frames decoded, {decoder.malformed} malformed")
+            raise BenchError(
+                f"{decoded} of {count} frames decoded, {decoder.malformed} malformed"
+            )
         if repeat >= 0:
             samples.append((end - begin) / count / 1000)
     per_frame_s = statistics.median(samples) / 1e6
@@ -93,7 +108,7 @@ class _Wakeups:
         self._select: Callable[..., Any] | None = None
         self._run: Callable[..., Any] | None = None
 
-    def __enter__(self) -> _Wakeups:
+    def __enter__(self) -> Self:
         selector = self.loop._selector  # type: ignore[attr-defined]  # noqa: SLF001
         original_select = selector.select
         counter = self
@@ -129,10 +144,18 @@ async def _idle_window(seconds: float) -> tuple[float, float, float]:
         begin = cpu_ns()
         await asyncio.sleep(seconds)
         end = cpu_ns()
-    return counts.selects / seconds, counts.own_timers / seconds, (end - begin) / 1000 / seconds
+    return (
+        counts.selects / seconds,
+        counts.own_timers / seconds,
+        (end - begin) / 1000 / seconds,
+    )
 
 
-@row("scrutiny-idle", "scrutiny: connected entry, idle (CPU µs per second)", source="scrutiny")
+@row(
+    "scrutiny-idle",
+    "scrutiny: connected entry, idle (CPU µs per second)",
+    source="scrutiny",
+)
 async def scrutiny_idle(settings: Settings) -> Measurement:
     """Wake-ups and CPU of Home Assistant with an idle, connected Scrutiny entry vs without it."""
     from tests.fake_scrutiny import FakeScrutinyServer  # noqa: PLC0415
@@ -149,11 +172,21 @@ async def scrutiny_idle(settings: Settings) -> Measurement:
                 domain="instrument_hub",
                 title="Scrutiny bench",
                 unique_id=f"scrutiny:127.0.0.1:{server.port}",
-                data={"source_kind": "scrutiny", CONF_HOST: "127.0.0.1", CONF_PORT: server.port},
-                options={"watchables": ["/Sine Wave", "/rpv/x2000"], "update_rate": 5.0},
+                data={
+                    "source_kind": "scrutiny",
+                    CONF_HOST: "127.0.0.1",
+                    CONF_PORT: server.port,
+                },
+                options={
+                    "watchables": ["/Sine Wave", "/rpv/x2000"],
+                    "update_rate": 5.0,
+                },
             )
             entry.add_to_hass(hass)
-            if not await hass.config_entries.async_setup(entry.entry_id) or entry.state is not ConfigEntryState.LOADED:
+            if (
+                not await hass.config_entries.async_setup(entry.entry_id)
+                or entry.state is not ConfigEntryState.LOADED
+            ):
                 raise BenchError("the Scrutiny entry did not load")
             await settle(hass)
             await entry.runtime_data.async_flush()
