@@ -105,8 +105,8 @@ class _Wakeups:
         self.loop = loop
         self.selects = 0
         self.own_timers = 0
-        self._select: Callable[..., Any] | None = None
-        self._run: Callable[..., Any] | None = None
+        self._select: Callable[..., Any] = lambda *_args: None
+        self._run: Any = asyncio.TimerHandle._run  # noqa: SLF001
 
     def __enter__(self) -> Self:
         selector = self.loop._selector  # type: ignore[attr-defined]  # noqa: SLF001
@@ -121,7 +121,7 @@ class _Wakeups:
         selector.select = select
         original_run = asyncio.TimerHandle._run  # noqa: SLF001
 
-        def run(handle: asyncio.TimerHandle) -> None:
+        def run(handle: Any) -> None:
             callback = getattr(handle, "_callback", None)
             module = getattr(callback, "__module__", "") or ""
             if module.startswith(OWN_CODE):

@@ -68,7 +68,7 @@ async def _start_indi_step(hass: HomeAssistant) -> str:
     assert result["type"] is FlowResultType.MENU
     # The menu is the registry, INDI first (each kind adds its own option after it).
     assert result["menu_options"] == list(KINDS)
-    assert result["menu_options"][0] == SOURCE_INDI
+    assert next(iter(KINDS)) == SOURCE_INDI
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"next_step_id": SOURCE_INDI}
     )
@@ -325,8 +325,8 @@ async def test_menu_lists_every_registered_kind(
         DOMAIN, context={"source": SOURCE_USER}
     )
     assert result["menu_options"] == list(KINDS)
-    assert result["menu_options"][0] == SOURCE_INDI
-    assert result["menu_options"][-1] == FAKE
+    assert next(iter(KINDS)) == SOURCE_INDI
+    assert list(KINDS)[-1] == FAKE
 
 
 async def _fake_step(hass: HomeAssistant) -> str:
