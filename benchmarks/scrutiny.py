@@ -129,7 +129,7 @@ class _Wakeups:
             original_run(handle)
 
         self._run = original_run
-        asyncio.TimerHandle._run = run  # type: ignore[method-assign]  # noqa: SLF001
+        asyncio.TimerHandle._run = run  # type: ignore[method-assign,assignment]  # noqa: SLF001
         return self
 
     def __exit__(self, *exc: object) -> None:
