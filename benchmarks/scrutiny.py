@@ -5,6 +5,12 @@ some statuses and responses) framed as the server frames them, repeated to the r
 through ``FrameDecoder.feed`` in 64 KiB chunks and every frame through ``decode_frame`` (MD5 check,
 zlib, JSON). No Home Assistant runs; the figure is CPU µs per frame.
 
+End to end: an entry set up as a user's (three watched variables) against a server in a separate
+process (``benchmarks.scrutiny_pusher``) that, on each round, sends N ``watchable_update`` frames as
+fast as the socket takes them; the figure is this process's CPU from the round's request to the
+state write of its last value, divided by N (framing, MD5, zlib, JSON, the source's and the hub's
+queues, the entities, Home Assistant's state machine).
+
 Idle: an entry set up as a user's is, against the scripted server of the tests (in this process,
 silent once the entry has subscribed). Over a quiet window the row counts the event loop's wake-ups
 (``select`` returning) and the timers the integration's own code runs, with and without the entry,
@@ -23,10 +29,21 @@ import statistics
 from typing import Any, Final, Self
 
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import CONF_HOST, CONF_PORT
+from homeassistant.const import CONF_HOST, CONF_PORT, EVENT_STATE_CHANGED
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from .harness import bench_hass, cpu_ns, settle
+from .harness import (
+    HelperProcess,
+    StateWrites,
+    bench_hass,
+    cpu_ns,
+    numeric_state_is,
+    settle,
+    wait_for_states,
+    wall_ns,
+)
 from .rows import BenchError, Measurement, Settings, row
 
 CAPTURE: Final = (
@@ -201,4 +218,112 @@ async def scrutiny_idle(settings: Settings) -> Measurement:
             await hass.config_entries.async_unload(entry.entry_id)
         finally:
             await server.close()
+    return Measurement(samples, notes)
+
+
+PUSHER_MODULE: Final = "benchmarks.scrutiny_pusher"
+STARTUP_TIMEOUT: Final = 30.0
+WARMUP_ROUNDS: Final = 1
+
+
+async def _entity_ids(
+    hass: HomeAssistant, unique_ids: list[str], timeout: float
+) -> list[str]:
+    """Wait until every unique id has a registered sensor; return their entity ids."""
+    registry = er.async_get(hass)
+    done = asyncio.Event()
+
+    def found() -> list[str] | None:
+        ids = [
+            registry.async_get_entity_id("sensor", "instrument_hub", uid)
+            for uid in unique_ids
+        ]
+        return None if None in ids else [entity_id for entity_id in ids if entity_id]
+
+    unsubscribe = hass.bus.async_listen(
+        EVENT_STATE_CHANGED, lambda _event: done.set() if found() else None
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            while (ids := found()) is None:
+                done.clear()
+                await done.wait()
+    except TimeoutError as err:
+        raise BenchError(f"no sensors {unique_ids} after {timeout:.0f} s") from err
+    finally:
+        unsubscribe()
+    return ids
+
+
+@row(
+    "scrutiny-e2e", "scrutiny: socket -> state (3 watched variables)", source="scrutiny"
+)
+async def scrutiny_end_to_end(settings: Settings) -> Measurement:
+    """CPU per pushed watchable_update, from the round's request to its last value's state write."""
+    from .scrutiny_pusher import WATCHED, final_path, round_marker  # noqa: PLC0415
+
+    rounds = WARMUP_ROUNDS + settings.repeats
+    events = settings.events
+    pusher = await HelperProcess.start(
+        PUSHER_MODULE, "--events", str(events), "--rounds", str(rounds)
+    )
+    samples: list[float] = []
+    written: list[int] = []
+    rates: list[float] = []
+    try:
+        words = (await pusher.read_line(STARTUP_TIMEOUT)).split()
+        if len(words) != 2 or words[0] != "port":
+            raise BenchError(
+                f"unexpected first line from the pusher: {' '.join(words)!r}"
+            )
+        port = int(words[1])
+        async with bench_hass() as hass:
+            entry = MockConfigEntry(
+                domain="instrument_hub",
+                title=f"Scrutiny server 127.0.0.1:{port}",
+                unique_id=f"scrutiny:127.0.0.1:{port}",
+                data={
+                    "source_kind": "scrutiny",
+                    CONF_HOST: "127.0.0.1",
+                    CONF_PORT: port,
+                },
+                options={"watchables": list(WATCHED), "update_rate": 100.0},
+            )
+            entry.add_to_hass(hass)
+            if (
+                not await hass.config_entries.async_setup(entry.entry_id)
+                or entry.state is not ConfigEntryState.LOADED
+            ):
+                raise BenchError(f"the Scrutiny entry did not load ({entry.state})")
+            unique_ids = [f"{entry.entry_id}:target:w.{path}" for path in WATCHED]
+            entity_ids = await _entity_ids(hass, unique_ids, STARTUP_TIMEOUT)
+            await wait_for_states(hass, entity_ids, STARTUP_TIMEOUT)
+            last = entity_ids[WATCHED.index(final_path(events))]
+            writes = StateWrites(hass, entity_ids)
+            try:
+                for round_index in range(rounds):
+                    await settle(hass)
+                    writes.arm(last, numeric_state_is(round_marker(round_index)))
+                    begin_wall = wall_ns()
+                    begin = cpu_ns()
+                    await pusher.send(f"go {round_index}")
+                    end = await writes.wait(30.0 + events / 1000)
+                    answer = (await pusher.read_line(STARTUP_TIMEOUT)).split()
+                    if answer[:2] != ["sent", str(round_index)] or answer[2:] == ["0"]:
+                        raise BenchError(f"the pusher answered {' '.join(answer)!r}")
+                    if round_index < WARMUP_ROUNDS:
+                        continue
+                    samples.append((end - begin) / events / 1000)
+                    written.append(writes.count)
+                    rates.append(events / ((writes.done_wall_ns - begin_wall) / 1e9))
+            finally:
+                writes.close()
+    finally:
+        await pusher.stop()
+    sent = events * settings.repeats
+    total = sum(written)
+    notes = [f"states {total}/{sent}"]
+    if total < sent:
+        notes.append(f"{sent - total} ({(sent - total) / sent:.1%}) coalesced")
+    notes.append(f"{statistics.median(rates) / 1000:.0f}k ev/s wall")
     return Measurement(samples, notes)
