@@ -366,6 +366,19 @@ async def test_a_kind_that_learns_its_unique_id_from_the_endpoint(
     assert result["reason"] == "already_configured"
 
 
+async def test_what_the_check_found_shows_when_the_entry_is_created(
+    hass: HomeAssistant, fake_kind: FakeKind, mock_setup_entry: AsyncMock
+) -> None:
+    """An endpoint that tells what it found gets the kind's create_entry description with it."""
+    flow_id = await _fake_step(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, {CONF_HOST: "chatty"}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["description"] == FAKE
+    assert result["description_placeholders"] == {"what": "a fake device"}
+
+
 async def test_a_kind_step_beyond_its_form(
     hass: HomeAssistant, fake_kind: FakeKind, mock_setup_entry: AsyncMock
 ) -> None:
