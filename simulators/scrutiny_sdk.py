@@ -32,10 +32,19 @@ def _client(port: int) -> ScrutinyClient:
 
 
 def demo(port: int, enable: bool) -> None:
-    """Switch the server's emulated demo device on or off."""
+    """Switch the server's emulated demo device on (returning once its SFD is loaded) or off."""
     client = _client(port)
     try:
+        client.listen_events(ScrutinyClient.Events.LISTEN_SFD_LOADED)
         client.request_demo_mode(enable)
+        deadline = time.monotonic() + TIMEOUT
+        while enable and (remaining := deadline - time.monotonic()) > 0:
+            event = client.read_event(timeout=remaining)
+            if isinstance(event, ScrutinyClient.Events.SFDLoadedEvent):
+                break
+        else:
+            if enable:
+                raise SystemExit("the demo device's SFD did not load")
     finally:
         client.disconnect()
     print(json.dumps({"demo_mode": enable}), flush=True)

@@ -107,6 +107,10 @@ class FakeScrutinyServer:
                 },
             },
             "get_watchable_list": self._watchable_list,
+            "get_watchable_count": lambda _req: {
+                "cmd": "response_get_watchable_count",
+                "qty": {kind: len(entries) for kind, entries in WATCHABLES.items()},
+            },
             "subscribe_watchable": self._subscribe,
             "unsubscribe_watchable": lambda req: {
                 "cmd": "response_unsubscribe_watchable",

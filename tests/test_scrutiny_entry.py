@@ -102,6 +102,14 @@ async def test_flow_creates_the_entry(
     result = await _flow(hass, scrutiny_server.port)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == f"Scrutiny server 127.0.0.1:{scrutiny_server.port}"
+    # The success dialog says what the server reported.
+    assert result["description"] == "scrutiny"
+    assert result["description_placeholders"] == {
+        "device": "EmulatedDevice",
+        "firmware": "Scrutiny Demo Device 0.16.0",
+        "datalogger": "standby",
+        "watchables": "6",
+    }
     assert scrutiny_server.requests_of("get_server_status")
     again = await _flow(hass, scrutiny_server.port)
     assert (

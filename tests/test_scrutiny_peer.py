@@ -60,6 +60,11 @@ async def _add_entry(hass: HomeAssistant, host: str, port: int) -> str:
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == f"Scrutiny server {host}:{port}"
+    found = result["description_placeholders"]
+    assert found is not None and found["device"] == "EmulatedDevice"
+    assert (
+        int(found["watchables"]) >= 2
+    )  # the RPVs; variables and aliases once the SFD is loaded
     await hass.async_block_till_done()
     entry = result["result"]
     assert entry.state is ConfigEntryState.LOADED

@@ -19,7 +19,12 @@ from ..sources.base import CannotConnect, CommandResult, SourceError
 from ..sources.scrutiny import ScrutinySource
 from ..sources.scrutiny.client import NotScrutiny, ScrutinyConnection
 from ..sources.scrutiny.mapping import ACQUISITION_FILE, TARGET
-from ..sources.scrutiny.messages import Watchable
+from ..sources.scrutiny.messages import (
+    DeviceInfo,
+    FirmwareInfo,
+    ServerStatus,
+    Watchable,
+)
 from .base import (
     Endpoint,
     FlowFormError,
@@ -146,6 +151,32 @@ async def _async_save_acquisition(
     }
 
 
+async def _async_found(connection: ScrutinyConnection) -> dict[str, str]:
+    """Return what the server reports: its target, the target's firmware, the datalogger, watchables."""
+    status = ServerStatus.from_message(await connection.request("get_server_status"))
+    device = "none connected"
+    firmware = "none loaded"
+    if status.session_id is not None:
+        info = DeviceInfo.from_message(await connection.request("get_device_info"))
+        device = (info.display_name if info else None) or "connected"
+    if status.firmware_id is not None:
+        sfd = FirmwareInfo.from_message(await connection.request("get_loaded_sfd"))
+        firmware = sfd.title if sfd else status.firmware_id
+    count = await connection.request("get_watchable_count")
+    quantities = count.get("qty")
+    total = (
+        sum(value for value in quantities.values() if isinstance(value, int))
+        if isinstance(quantities, dict)
+        else 0
+    )
+    return {
+        "device": device,
+        "firmware": firmware,
+        "datalogger": status.datalogging_state.replace("_", " "),
+        "watchables": str(total),
+    }
+
+
 def _watchable_options(
     catalog: Mapping[str, Watchable], chosen: list[str]
 ) -> list[selector.SelectOptionDict]:
@@ -223,7 +254,7 @@ class ScrutinyKind(SourceKind):
         try:
             await connection.connect()
             connection.start()
-            await connection.request("get_server_status")
+            found = await _async_found(connection)
         except NotScrutiny as err:
             raise FlowFormError({"base": "not_scrutiny"}) from err
         except CannotConnect as err:
@@ -232,7 +263,7 @@ class ScrutinyKind(SourceKind):
             raise FlowFormError({"base": "not_scrutiny"}) from err
         finally:
             await connection.close()
-        return endpoint
+        return Endpoint(endpoint.unique_id, endpoint.title, endpoint.data, found)
 
     def create_source(
         self,
