@@ -466,6 +466,44 @@ async def test_not_a_scrutiny_server(socket_enabled: None) -> None:
             await server.wait_closed()
 
 
+async def test_a_push_in_the_welcomes_read_is_delivered(socket_enabled: None) -> None:
+    """A message that arrives in the same read as the welcome is the session's first push."""
+    pushes: list[dict[str, object]] = []
+
+    async def eager(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            encode_message({"cmd": "welcome", "reqid": None})
+            + encode_message({"cmd": "inform_datalogging_list_changed", "reqid": None})
+        )
+        await writer.drain()
+        await reader.read()
+
+    server = await asyncio.start_server(eager, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    connected = asyncio.Event()
+
+    def push(message: dict[str, object]) -> None:
+        pushes.append(message)
+        connected.set()
+
+    connection = ScrutinyConnection(
+        "127.0.0.1",
+        port,
+        on_push=push,
+        on_link=lambda _up, _reason: None,
+    )
+    try:
+        await connection.connect()
+        connection.start()
+        async with asyncio.timeout(5):
+            await connected.wait()
+        assert pushes[0]["cmd"] == "inform_datalogging_list_changed"
+    finally:
+        await connection.close()
+        server.close()
+        await server.wait_closed()
+
+
 async def test_cannot_connect(socket_enabled: None) -> None:
     """Cannot connect."""
     probe = await asyncio.start_server(lambda _r, _w: None, "127.0.0.1", 0)

@@ -109,6 +109,7 @@ class ScrutinyConnection:
         self._silence_timer: asyncio.TimerHandle | None = None
         self._echo_task: asyncio.Task[None] | None = None
         self._warned_malformed = False
+        self._early: list[Frame] = []
         self.server_time_zero: float | None = None
         self.connects = 0
         self.disconnects = 0
@@ -296,11 +297,14 @@ class ScrutinyConnection:
                             port=str(self._port),
                         )
                     self.bytes_in += len(data)
-                    for frame in self._decoder.feed(data):
-                        message = self._decode(frame)
-                        if message is not None and message.get("cmd") == WELCOME:
-                            return message
-                        raise self._not_scrutiny("its first message was no welcome")
+                    frames = self._decoder.feed(data)
+                    if frames:
+                        message = self._decode(frames[0])
+                        if message is None or message.get("cmd") != WELCOME:
+                            raise self._not_scrutiny("its first message was no welcome")
+                        # What came in the same read is the session's first traffic.
+                        self._early = frames[1:]
+                        return message
                     if self._decoder.malformed or self._decoder.buffered > 4096:
                         raise self._not_scrutiny(
                             "it does not speak the Scrutiny framing"
@@ -351,6 +355,11 @@ class ScrutinyConnection:
         self._arm_silence_timer(self._silence)
         try:
             self._notify_link(up=True, reason="")
+            early, self._early = self._early, []
+            for frame in early:
+                message = await self._decode_async(frame)
+                if message is not None:
+                    self._dispatch(message)
             while data := await reader.read(READ_SIZE):
                 self.bytes_in += len(data)
                 self._last_received = time.monotonic()
