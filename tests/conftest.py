@@ -10,6 +10,7 @@ from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotEx
 from syrupy.assertion import SnapshotAssertion
 
 from .fake_indi import FakeIndiServer
+from .fake_scrutiny import FakeScrutinyServer
 from .fake_source import FakeKind, registered_fake_kind
 
 
@@ -27,6 +28,17 @@ async def indi_server(socket_enabled: None) -> AsyncIterator[FakeIndiServer]:
     the test plugin's socket block; connections stay limited to 127.0.0.1.
     """
     server = FakeIndiServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def scrutiny_server(socket_enabled: None) -> AsyncIterator[FakeScrutinyServer]:
+    """Serve a scripted Scrutiny server on 127.0.0.1 (the demo device, ready), closed after the test."""
+    server = FakeScrutinyServer()
     await server.start()
     try:
         yield server

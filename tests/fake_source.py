@@ -209,11 +209,18 @@ class FakeKind(SourceKind):
         )
 
     async def async_check(self, hass: HomeAssistant, endpoint: Endpoint) -> Endpoint:
-        """Host "down" cannot be reached; "later" learns its unique id here."""
+        """Host "down" cannot be reached; "later" learns its unique id here; "chatty" tells what it found."""
         if endpoint.data[CONF_HOST] == "down":
             raise FlowFormError({"base": "cannot_connect"})
         if endpoint.unique_id is None:
             return Endpoint("fake:learned", "Fake learned", endpoint.data)
+        if endpoint.data[CONF_HOST] == "chatty":
+            return Endpoint(
+                endpoint.unique_id,
+                endpoint.title,
+                endpoint.data,
+                {"what": "a fake device"},
+            )
         return endpoint
 
     def create_source(

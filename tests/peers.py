@@ -383,3 +383,111 @@ def indi_thermostat_fixture(
             yield peer
 
     return _thermostat
+
+
+# --------------------------------------------------------------------------------------------------
+# Scrutiny: the real scrutinydebugger server (its CLI, as a user starts it) and the vendor's SDK client
+
+ScrutinyPeer = tuple[str, int, "PeerProcess"]
+SCRUTINY_SDK_TIMEOUT = (
+    60.0  # seconds one SDK command (simulators/scrutiny_sdk.py) may take
+)
+
+
+def scrutiny_server_args(port: int) -> list[str]:
+    """Return the interpreter arguments of ``scrutiny server`` on 127.0.0.1:*port* (default bind: 0.0.0.0)."""
+    return [
+        "-m",
+        "scrutiny",
+        "server",
+        "--port",
+        str(port),
+        "--options",
+        f"api.client_interface_config.host={LOOPBACK}",
+    ]
+
+
+def scrutiny_env(storage: Path) -> dict[str, str]:
+    """Return an environment whose HOME/XDG_DATA_HOME keep the server's SFDs and datalog DB in *storage*."""
+    storage.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["HOME"] = str(storage)
+    env["XDG_DATA_HOME"] = str(storage)
+    return env
+
+
+def scrutiny_sdk(port: int, *args: str, storage: Path) -> str:
+    """Run one command of simulators/scrutiny_sdk.py (the vendor's SDK client) and return its output."""
+    env = scrutiny_env(storage)
+    env.pop("PYTHONHOME", None)
+    env["PYTHONPATH"] = str(ROOT)
+    completed = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [
+            str(peer_python()),
+            "-m",
+            "simulators.scrutiny_sdk",
+            "--port",
+            str(port),
+            *args,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=SCRUTINY_SDK_TIMEOUT,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise PeerError(
+            f"scrutiny_sdk {' '.join(args)} failed ({completed.returncode}):\n"
+            f"{completed.stdout.decode(errors='replace')}{completed.stderr.decode(errors='replace')}"
+        )
+    return completed.stdout.decode()
+
+
+@contextlib.contextmanager
+def scrutiny_server(
+    storage: Path, *, demo: bool = True, ready_timeout: float = READY_TIMEOUT
+) -> Iterator[ScrutinyPeer]:
+    """Run a Scrutiny server on a free port of 127.0.0.1 with its storage in *storage*; yield (host, port, process).
+
+    With *demo* the fixture switches the built-in demo device on (the ``demo_mode`` request, sent by the SDK).
+    The process is stopped by its PID when the block ends.
+    """
+    process: PeerProcess | None = None
+    try:
+        for attempt in range(1, BIND_RETRIES + 1):
+            port = free_port()
+            process = PeerProcess(
+                scrutiny_server_args(port),
+                port=port,
+                name="scrutiny_server",
+                log_dir=storage,
+                env=scrutiny_env(storage),
+            ).start()
+            try:
+                process.wait_ready(ready_timeout)
+                break
+            except PeerError:
+                process.stop()
+                if attempt == BIND_RETRIES or "in use" not in process.log_text():
+                    raise
+        assert process is not None
+        if demo:
+            scrutiny_sdk(process.port, "demo", "on", storage=storage)
+        yield LOOPBACK, process.port, process
+    finally:
+        if process is not None:
+            process.stop()
+
+
+def scrutiny_server_fixture(
+    name: str = "scrutiny_peer", *, demo: bool = True
+) -> Callable[..., Iterator[ScrutinyPeer]]:
+    """Make a pytest fixture *name* yielding (host, port, process) of a real Scrutiny server (demo device on)."""
+
+    @pytest.fixture(name=name)
+    def _scrutiny(socket_enabled: None, tmp_path: Path) -> Iterator[ScrutinyPeer]:
+        with scrutiny_server(tmp_path / "scrutiny", demo=demo) as peer:
+            yield peer
+
+    return _scrutiny

@@ -28,6 +28,7 @@ from custom_components.instrument_hub.const import (
     CONF_SOURCE_KIND,
     DOMAIN,
 )
+from custom_components.instrument_hub.kinds import KINDS
 
 from .fake_source import FAKE, FakeKind
 from .helpers import SOURCE_INDI
@@ -65,7 +66,9 @@ async def _start_indi_step(hass: HomeAssistant) -> str:
         DOMAIN, context={"source": SOURCE_USER}
     )
     assert result["type"] is FlowResultType.MENU
-    assert result["menu_options"] == [SOURCE_INDI]
+    # The menu is the registry, INDI first (each kind adds its own option after it).
+    assert result["menu_options"] == list(KINDS)
+    assert next(iter(KINDS)) == SOURCE_INDI
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"next_step_id": SOURCE_INDI}
     )
@@ -321,7 +324,9 @@ async def test_menu_lists_every_registered_kind(
     result = await hass.config_entries.flow.async_init(
         DOMAIN, context={"source": SOURCE_USER}
     )
-    assert result["menu_options"] == [SOURCE_INDI, FAKE]
+    assert result["menu_options"] == list(KINDS)
+    assert next(iter(KINDS)) == SOURCE_INDI
+    assert list(KINDS)[-1] == FAKE
 
 
 async def _fake_step(hass: HomeAssistant) -> str:
@@ -359,6 +364,19 @@ async def test_a_kind_that_learns_its_unique_id_from_the_endpoint(
     )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"
+
+
+async def test_what_the_check_found_shows_when_the_entry_is_created(
+    hass: HomeAssistant, fake_kind: FakeKind, mock_setup_entry: AsyncMock
+) -> None:
+    """An endpoint that tells what it found gets the kind's create_entry description with it."""
+    flow_id = await _fake_step(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, {CONF_HOST: "chatty"}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["description"] == FAKE
+    assert result["description_placeholders"] == {"what": "a fake device"}
 
 
 async def test_a_kind_step_beyond_its_form(

@@ -105,6 +105,14 @@ class InstrumentHubConfigFlow(ConfigFlow, domain=DOMAIN):
         await self.async_claim_unique_id(endpoint.unique_id)
         data = {CONF_SOURCE_KIND: kind.name, **endpoint.data}
         if self.source != SOURCE_RECONFIGURE:
+            if endpoint.found:
+                # What the check found, on the success dialog (config.create_entry.<kind>).
+                return self.async_create_entry(
+                    title=endpoint.title,
+                    data=data,
+                    description=kind.name,
+                    description_placeholders=dict(endpoint.found),
+                )
             return self.async_create_entry(title=endpoint.title, data=data)
         entry = self._get_reconfigure_entry()
         title: str | UndefinedType = UNDEFINED

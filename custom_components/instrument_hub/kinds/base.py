@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from homeassistant.config_entries import ConfigEntry, ConfigFlowResult
@@ -48,11 +48,14 @@ class Endpoint:
     """What a config-flow form described: the entry's unique id, default title and data.
 
     ``unique_id`` may be None until the endpoint answered (a Thing's id comes from its description).
+    ``found`` is what the check found there (placeholders of the translation
+    ``config.create_entry.<kind>``), shown to the user when the entry is created; empty: nothing.
     """
 
     unique_id: str | None
     title: str
     data: Mapping[str, Any]
+    found: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,329 @@
+"""Scrutiny rows: frame decoding of a realistic stream, and what a connected entry costs while idle.
+
+Decode: the 692 messages the real server sent in the captured session (mostly ``watchable_update``,
+some statuses and responses) framed as the server frames them, repeated to the requested size, go
+through ``FrameDecoder.feed`` in 64 KiB chunks and every frame through ``decode_frame`` (MD5 check,
+zlib, JSON). No Home Assistant runs; the figure is CPU µs per frame.
+
+End to end: an entry set up as a user's (three watched variables) against a server in a separate
+process (``benchmarks.scrutiny_pusher``) that, on each round, sends N ``watchable_update`` frames as
+fast as the socket takes them; the figure is this process's CPU from the round's request to the
+state write of its last value, divided by N (framing, MD5, zlib, JSON, the source's and the hub's
+queues, the entities, Home Assistant's state machine).
+
+Idle: an entry set up as a user's is, against the scripted server of the tests (in this process,
+silent once the entry has subscribed). Over a quiet window the row counts the event loop's wake-ups
+(``select`` returning) and the timers the integration's own code runs, with and without the entry,
+and reports the CPU per idle second. The SDK's client wakes up about 195 times a second for nothing
+(a 5 ms ``select`` poll); the integration schedules no timer while nothing changes but the
+30 s silence check, so its count is 0 per second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+import json
+from pathlib import Path
+import statistics
+from typing import Any, Final, Self
+
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import CONF_HOST, CONF_PORT, EVENT_STATE_CHANGED
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from .harness import (
+    HelperProcess,
+    StateWrites,
+    bench_hass,
+    cpu_ns,
+    numeric_state_is,
+    settle,
+    wait_for_states,
+    wall_ns,
+)
+from .rows import BenchError, Measurement, Settings, row
+
+CAPTURE: Final = (
+    Path(__file__).parent.parent
+    / "tests"
+    / "fixtures"
+    / "scrutiny"
+    / "raw_messages.jsonl"
+)
+CHUNK_BYTES: Final = 64 * 1024
+IDLE_SECONDS: Final = 3.0
+QUICK_IDLE_SECONDS: Final = 1.0
+OWN_CODE: Final = "custom_components.instrument_hub"
+
+
+def _captured() -> list[dict[str, Any]]:
+    return [
+        record["msg"]
+        for record in map(json.loads, CAPTURE.read_text().splitlines())
+        if record["dir"] == "S2C"
+    ]
+
+
+@row(
+    "scrutiny-decode",
+    "scrutiny: frame decode (MD5 + zlib + JSON, captured mix)",
+    source="scrutiny",
+)
+async def scrutiny_decode(settings: Settings) -> Measurement:
+    """CPU per frame of FrameDecoder.feed (64 KiB chunks) followed by decode_frame."""
+    from custom_components.instrument_hub.sources.scrutiny.protocol import (  # noqa: PLC0415
+        FrameDecoder,
+        decode_frame,
+        encode_message,
+    )
+
+    messages = _captured()
+    frames = [encode_message(message) for message in messages]
+    count = max(settings.events, len(frames))
+    data = b"".join(frames[index % len(frames)] for index in range(count))
+    chunks = [
+        data[offset : offset + CHUNK_BYTES]
+        for offset in range(0, len(data), CHUNK_BYTES)
+    ]
+    samples: list[float] = []
+    for repeat in range(-1, settings.repeats):
+        decoder = FrameDecoder()
+        begin = cpu_ns()
+        decoded = 0
+        for chunk in chunks:
+            for frame in decoder.feed(chunk):
+                decode_frame(frame)
+                decoded += 1
+        end = cpu_ns()
+        if decoded != count or decoder.malformed:
+            raise BenchError(
+                f"{decoded} of {count} frames decoded, {decoder.malformed} malformed"
+            )
+        if repeat >= 0:
+            samples.append((end - begin) / count / 1000)
+    per_frame_s = statistics.median(samples) / 1e6
+    return Measurement(
+        samples,
+        [
+            f"{1 / per_frame_s / 1000:.0f}k frames/s",
+            f"{len(data) / count / per_frame_s / 1e6:.1f} MB/s on the wire",
+            f"{count} frames, {len(data) / 1e6:.1f} MB",
+        ],
+    )
+
+
+class _Wakeups:
+    """Count the loop's wake-ups and the timers run by the integration's own code."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.selects = 0
+        self.own_timers = 0
+        self._select: Callable[..., Any] = lambda *_args: None
+        self._run: Any = asyncio.TimerHandle._run  # noqa: SLF001
+
+    def __enter__(self) -> Self:
+        selector = self.loop._selector  # type: ignore[attr-defined]  # noqa: SLF001
+        original_select = selector.select
+        counter = self
+
+        def select(timeout: float | None = None) -> Any:
+            counter.selects += 1
+            return original_select(timeout)
+
+        self._select = original_select
+        selector.select = select
+        original_run = asyncio.TimerHandle._run  # noqa: SLF001
+
+        def run(handle: Any) -> None:
+            callback = getattr(handle, "_callback", None)
+            module = getattr(callback, "__module__", "") or ""
+            if module.startswith(OWN_CODE):
+                counter.own_timers += 1
+            original_run(handle)
+
+        self._run = original_run
+        asyncio.TimerHandle._run = run  # type: ignore[method-assign,assignment]  # noqa: SLF001
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop._selector.select = self._select  # type: ignore[attr-defined]  # noqa: SLF001
+        asyncio.TimerHandle._run = self._run  # type: ignore[method-assign]  # noqa: SLF001
+
+
+async def _idle_window(seconds: float) -> tuple[float, float, float]:
+    """Return (wake-ups/s, own timers/s, CPU µs/s) of the running loop over a quiet window."""
+    loop = asyncio.get_running_loop()
+    with _Wakeups(loop) as counts:
+        begin = cpu_ns()
+        await asyncio.sleep(seconds)
+        end = cpu_ns()
+    return (
+        counts.selects / seconds,
+        counts.own_timers / seconds,
+        (end - begin) / 1000 / seconds,
+    )
+
+
+@row(
+    "scrutiny-idle",
+    "scrutiny: connected entry, idle (CPU µs per second)",
+    source="scrutiny",
+)
+async def scrutiny_idle(settings: Settings) -> Measurement:
+    """Wake-ups and CPU of Home Assistant with an idle, connected Scrutiny entry vs without it."""
+    from tests.fake_scrutiny import FakeScrutinyServer  # noqa: PLC0415
+
+    seconds = QUICK_IDLE_SECONDS if settings.quick else IDLE_SECONDS
+    samples: list[float] = []
+    notes: list[str] = []
+    async with bench_hass() as hass:
+        baseline = await _idle_window(seconds)
+        server = FakeScrutinyServer()
+        await server.start()
+        try:
+            entry = MockConfigEntry(
+                domain="instrument_hub",
+                title="Scrutiny bench",
+                unique_id=f"scrutiny:127.0.0.1:{server.port}",
+                data={
+                    "source_kind": "scrutiny",
+                    CONF_HOST: "127.0.0.1",
+                    CONF_PORT: server.port,
+                },
+                options={
+                    "watchables": ["/Sine Wave", "/rpv/x2000"],
+                    "update_rate": 5.0,
+                },
+            )
+            entry.add_to_hass(hass)
+            if (
+                not await hass.config_entries.async_setup(entry.entry_id)
+                or entry.state is not ConfigEntryState.LOADED
+            ):
+                raise BenchError("the Scrutiny entry did not load")
+            await settle(hass)
+            await entry.runtime_data.async_flush()
+            for _ in range(settings.repeats):
+                wakeups, own, cpu = await _idle_window(seconds)
+                samples.append(cpu)
+                notes = [
+                    f"loop wake-ups {wakeups:.1f}/s (without the entry {baseline[0]:.1f}/s)",
+                    f"integration timers {own:.2f}/s",
+                    f"CPU without the entry {baseline[2]:.0f} µs/s",
+                ]
+            await hass.config_entries.async_unload(entry.entry_id)
+        finally:
+            await server.close()
+    return Measurement(samples, notes)
+
+
+PUSHER_MODULE: Final = "benchmarks.scrutiny_pusher"
+STARTUP_TIMEOUT: Final = 30.0
+WARMUP_ROUNDS: Final = 1
+
+
+async def _entity_ids(
+    hass: HomeAssistant, unique_ids: list[str], timeout: float
+) -> list[str]:
+    """Wait until every unique id has a registered sensor; return their entity ids."""
+    registry = er.async_get(hass)
+    done = asyncio.Event()
+
+    def found() -> list[str] | None:
+        ids = [
+            registry.async_get_entity_id("sensor", "instrument_hub", uid)
+            for uid in unique_ids
+        ]
+        return None if None in ids else [entity_id for entity_id in ids if entity_id]
+
+    unsubscribe = hass.bus.async_listen(
+        EVENT_STATE_CHANGED, lambda _event: done.set() if found() else None
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            while (ids := found()) is None:
+                done.clear()
+                await done.wait()
+    except TimeoutError as err:
+        raise BenchError(f"no sensors {unique_ids} after {timeout:.0f} s") from err
+    finally:
+        unsubscribe()
+    return ids
+
+
+@row(
+    "scrutiny-e2e", "scrutiny: socket -> state (3 watched variables)", source="scrutiny"
+)
+async def scrutiny_end_to_end(settings: Settings) -> Measurement:
+    """CPU per pushed watchable_update, from the round's request to its last value's state write."""
+    from .scrutiny_pusher import WATCHED, final_path, round_marker  # noqa: PLC0415
+
+    rounds = WARMUP_ROUNDS + settings.repeats
+    events = settings.events
+    pusher = await HelperProcess.start(
+        PUSHER_MODULE, "--events", str(events), "--rounds", str(rounds)
+    )
+    samples: list[float] = []
+    written: list[int] = []
+    rates: list[float] = []
+    try:
+        words = (await pusher.read_line(STARTUP_TIMEOUT)).split()
+        if len(words) != 2 or words[0] != "port":
+            raise BenchError(
+                f"unexpected first line from the pusher: {' '.join(words)!r}"
+            )
+        port = int(words[1])
+        async with bench_hass() as hass:
+            entry = MockConfigEntry(
+                domain="instrument_hub",
+                title=f"Scrutiny server 127.0.0.1:{port}",
+                unique_id=f"scrutiny:127.0.0.1:{port}",
+                data={
+                    "source_kind": "scrutiny",
+                    CONF_HOST: "127.0.0.1",
+                    CONF_PORT: port,
+                },
+                options={"watchables": list(WATCHED), "update_rate": 100.0},
+            )
+            entry.add_to_hass(hass)
+            if (
+                not await hass.config_entries.async_setup(entry.entry_id)
+                or entry.state is not ConfigEntryState.LOADED
+            ):
+                raise BenchError(f"the Scrutiny entry did not load ({entry.state})")
+            unique_ids = [f"{entry.entry_id}:target:w.{path}" for path in WATCHED]
+            entity_ids = await _entity_ids(hass, unique_ids, STARTUP_TIMEOUT)
+            await wait_for_states(hass, entity_ids, STARTUP_TIMEOUT)
+            last = entity_ids[WATCHED.index(final_path(events))]
+            writes = StateWrites(hass, entity_ids)
+            try:
+                for round_index in range(rounds):
+                    await settle(hass)
+                    writes.arm(last, numeric_state_is(round_marker(round_index)))
+                    begin_wall = wall_ns()
+                    begin = cpu_ns()
+                    await pusher.send(f"go {round_index}")
+                    end = await writes.wait(30.0 + events / 1000)
+                    answer = (await pusher.read_line(STARTUP_TIMEOUT)).split()
+                    if answer[:2] != ["sent", str(round_index)] or answer[2:] == ["0"]:
+                        raise BenchError(f"the pusher answered {' '.join(answer)!r}")
+                    if round_index < WARMUP_ROUNDS:
+                        continue
+                    samples.append((end - begin) / events / 1000)
+                    written.append(writes.count)
+                    rates.append(events / ((writes.done_wall_ns - begin_wall) / 1e9))
+            finally:
+                writes.close()
+    finally:
+        await pusher.stop()
+    sent = events * settings.repeats
+    total = sum(written)
+    notes = [f"states {total}/{sent}"]
+    if total < sent:
+        notes.append(f"{sent - total} ({(sent - total) / sent:.1%}) coalesced")
+    notes.append(f"{statistics.median(rates) / 1000:.0f}k ev/s wall")
+    return Measurement(samples, notes)
