@@ -85,7 +85,7 @@ async def test_identifies_the_meter_and_its_head(
     assert device.model == "MAESTRO with QE25LP-S-MB"
     assert device.sw_version == "1.00.18"
     assert device.serial_number == "235792"
-    assert device.hardware_id == "gentec:235792"
+    assert device.hardware_id == "gentec-235792"
     channels = {c.channel_key: c for c in recorder.of_type(ChannelDefined)}
     assert channels["reading"].unit == "J"
     assert channels["range"].options == (

@@ -63,7 +63,7 @@ def meter_device(version: Version, status: DetectorStatus) -> DeviceFound:
         model=model if not status.name else f"{model} with {status.name}",
         sw_version=version.firmware or None,
         serial_number=status.serial,
-        hardware_id=f"gentec:{status.serial}" if status.serial else None,
+        hardware_id=f"gentec-{status.serial}" if status.serial else None,
     )
 
 
