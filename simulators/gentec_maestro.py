@@ -39,6 +39,7 @@ import signal
 import sys
 import termios
 import tty
+from typing import Self
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -149,6 +150,8 @@ class MaestroMeter:
     """Values sent as ``*CVU`` replies, in order."""
     over_range_next: int = 0
     commands: list[str] = field(default_factory=list)
+    version_reply: str | None = None
+    """What ``*VER`` answers instead (another device on the port)."""
 
     def __post_init__(self) -> None:
         """Seed the noise."""
@@ -189,6 +192,8 @@ class MaestroMeter:
         return handler(parameter)
 
     def _cmd_ver(self, _parameter: str) -> list[str]:
+        if self.version_reply is not None:
+            return [self.version_reply]
         return [f"{self.model} Version {self.firmware}"]
 
     def _cmd_cvu(self, _parameter: str) -> list[str]:
@@ -499,7 +504,7 @@ class MaestroEmulator:
             with contextlib.suppress(FileNotFoundError):
                 self.link.unlink()
 
-    async def __aenter__(self) -> MaestroEmulator:
+    async def __aenter__(self) -> Self:
         """Start."""
         await self.start()
         return self
@@ -578,11 +583,7 @@ class MaestroEmulator:
     @property
     def streamed_values(self) -> list[float | None]:
         """Return the values that went out as intact stream lines."""
-        return [
-            m.value
-            for m in self.meter.produced
-            if m.streamed and not m.damaged
-        ]
+        return [m.value for m in self.meter.produced if m.streamed and not m.damaged]
 
     # ------------------------------------------------------------------ faults
 
@@ -593,7 +594,9 @@ class MaestroEmulator:
     def inject_garbage(self, size: int = 24) -> None:
         """Send a line of random bytes (any value but CR/LF), then CR LF."""
         rng = random.Random(size)
-        garbage = bytes(rng.choice([*range(10), 11, 12, *range(14, 256)]) for _ in range(size))
+        garbage = bytes(
+            rng.choice([*range(10), 11, 12, *range(14, 256)]) for _ in range(size)
+        )
         self._send(garbage + b"\r\n")
 
     def inject_wrong_encoding(self) -> None:
@@ -676,16 +679,32 @@ async def _serve(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run the emulator until SIGTERM/SIGINT."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--link", help="symlink to the pty (like /dev/serial/by-id/...)")
+    parser.add_argument(
+        "--link", help="symlink to the pty (like /dev/serial/by-id/...)"
+    )
     parser.add_argument("--no-pty", action="store_true", help="no pseudo-terminal")
-    parser.add_argument("--tcp-port", type=int, help="also listen on 127.0.0.1:PORT (0: any)")
+    parser.add_argument(
+        "--tcp-port", type=int, help="also listen on 127.0.0.1:PORT (0: any)"
+    )
     parser.add_argument("--rate", type=float, default=10.0, help="pulses per second")
-    parser.add_argument("--value", type=float, default=1.0e-3, help="mean reading (J or W)")
-    parser.add_argument("--noise", type=float, default=0.05, help="relative noise (sigma)")
+    parser.add_argument(
+        "--value", type=float, default=1.0e-3, help="mean reading (J or W)"
+    )
+    parser.add_argument(
+        "--noise", type=float, default=0.05, help="relative noise (sigma)"
+    )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--power", action="store_true", help="a power head (W) instead of energy (J)")
-    parser.add_argument("--legacy", action="store_true", help="*CVU answers 'Current Value : x'")
-    parser.add_argument("--manual-spacing", action="store_true", help="'Mode : 0' as the manual prints it")
+    parser.add_argument(
+        "--power", action="store_true", help="a power head (W) instead of energy (J)"
+    )
+    parser.add_argument(
+        "--legacy", action="store_true", help="*CVU answers 'Current Value : x'"
+    )
+    parser.add_argument(
+        "--manual-spacing",
+        action="store_true",
+        help="'Mode : 0' as the manual prints it",
+    )
     args = parser.parse_args(argv)
     if args.rate > MAX_STREAM_HZ or math.isnan(args.rate):
         parser.error(f"--rate must be at most {MAX_STREAM_HZ:g}")

@@ -19,7 +19,7 @@ SOURCE_GENTEC = "gentec"
 
 @pytest.fixture
 async def maestro(tmp_path: Path) -> AsyncIterator[MaestroEmulator]:
-    """A MAESTRO with an energy head on a pty behind a by-id-like link, no pulses until started."""
+    """Serve a MAESTRO with an energy head on a pty behind a by-id-like link (pulses: see start_pulses)."""
     emulator = MaestroEmulator(
         rate=10.0, link=tmp_path / "usb-Gentec-EO_MAESTRO-if00", pulses=False
     )
@@ -32,7 +32,7 @@ async def maestro(tmp_path: Path) -> AsyncIterator[MaestroEmulator]:
 
 @pytest.fixture
 async def maestro_tcp(socket_enabled: None) -> AsyncIterator[MaestroEmulator]:
-    """A MAESTRO behind "ser2net": TCP on 127.0.0.1 only (socket:// URL), no pulses until started."""
+    """Serve a MAESTRO as ser2net would: TCP on 127.0.0.1 only (socket:// URL), no pulses yet."""
     emulator = MaestroEmulator(rate=10.0, pty=False, tcp=True, pulses=False)
     await emulator.start()
     try:

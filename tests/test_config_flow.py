@@ -30,6 +30,7 @@ from custom_components.instrument_hub.const import (
     CONF_SOURCE_KIND,
     DOMAIN,
 )
+from custom_components.instrument_hub.kinds import KINDS
 
 from .fake_source import FAKE, FakeKind
 from .helpers import SOURCE_INDI
@@ -67,7 +68,8 @@ async def _start_indi_step(hass: HomeAssistant) -> str:
         DOMAIN, context={"source": SOURCE_USER}
     )
     assert result["type"] is FlowResultType.MENU
-    assert result["menu_options"] == [SOURCE_INDI]
+    assert result["menu_options"] == list(KINDS)  # every kind, INDI first
+    assert next(iter(KINDS)) == SOURCE_INDI
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"next_step_id": SOURCE_INDI}
     )
@@ -323,7 +325,8 @@ async def test_menu_lists_every_registered_kind(
     result = await hass.config_entries.flow.async_init(
         DOMAIN, context={"source": SOURCE_USER}
     )
-    assert result["menu_options"] == [SOURCE_INDI, FAKE]
+    assert result["menu_options"] == list(KINDS)
+    assert list(KINDS)[-1] == FAKE
 
 
 async def _fake_step(hass: HomeAssistant) -> str:
@@ -426,7 +429,15 @@ async def test_discovery_no_kind_declares_is_refused(
     hass: HomeAssistant, mock_setup_entry: AsyncMock
 ) -> None:
     """A USB device no kind knows is not offered."""
-    result = await hass.config_entries.flow.async_init(
+    only_indi = {SOURCE_INDI: KINDS[SOURCE_INDI]}
+    with patch.dict(KINDS, only_indi, clear=True):
+        result = await _usb_flow_nobody_declares(hass)
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "not_supported"
+
+
+async def _usb_flow_nobody_declares(hass: HomeAssistant) -> Any:
+    return await hass.config_entries.flow.async_init(
         DOMAIN,
         context={"source": SOURCE_USB},
         data=UsbServiceInfo(
@@ -438,8 +449,6 @@ async def test_discovery_no_kind_declares_is_refused(
             description=None,
         ),
     )
-    assert result["type"] is FlowResultType.ABORT
-    assert result["reason"] == "not_supported"
 
 
 async def test_reauth_goes_to_the_entry_kind(

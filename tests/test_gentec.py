@@ -6,6 +6,7 @@ import asyncio
 import math
 from pathlib import Path
 import time
+from typing import Any
 from unittest.mock import AsyncMock, patch
 
 from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USB, SOURCE_USER
@@ -22,7 +23,10 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.helpers.service_info.usb import UsbServiceInfo
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry, snapshot_platform
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    snapshot_platform,
+)
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
 )
@@ -33,6 +37,7 @@ from syrupy.assertion import SnapshotAssertion
 from custom_components.instrument_hub.const import DOMAIN
 from custom_components.instrument_hub.hub import Hub
 from custom_components.instrument_hub.kinds import gentec as gentec_kind
+from custom_components.instrument_hub.kinds.base import FlowFormError
 from simulators.gentec_maestro import MaestroEmulator
 
 from .gentec_support import SOURCE_GENTEC, add_gentec_entry, maestro, maestro_tcp
@@ -56,14 +61,13 @@ def _number(hass: HomeAssistant, entity_id: str) -> float:
     return float(state.state)
 
 
-async def _menu_form(hass: HomeAssistant) -> dict[str, object]:
+async def _menu_form(hass: HomeAssistant) -> Any:
     result = await hass.config_entries.flow.async_init(
         DOMAIN, context={"source": SOURCE_USER}
     )
-    result = await hass.config_entries.flow.async_configure(
+    return await hass.config_entries.flow.async_configure(
         result["flow_id"], {"next_step_id": SOURCE_GENTEC}
     )
-    return dict(result)
 
 
 async def test_flow_lists_ports_and_creates_the_entry(
@@ -78,12 +82,12 @@ async def test_flow_lists_ports_and_creates_the_entry(
     by_id.mkdir()
     (by_id / "usb-Gentec-EO_MAESTRO_M0123-if00").symlink_to(maestro.pty_path)
     with (
-        patch.object(gentec_kind.list_ports, "comports", return_value=[port]),
+        patch(f"{gentec_kind.__name__}.comports", return_value=[port]),
         patch.object(gentec_kind, "BY_ID", by_id),
     ):
         result = await _menu_form(hass)
     assert result["type"] is FlowResultType.FORM
-    selector = result["data_schema"].schema[CONF_DEVICE]  # type: ignore[attr-defined]
+    selector = result["data_schema"].schema[CONF_DEVICE]
     options = selector.config["options"]
     assert options == [
         {
@@ -113,9 +117,9 @@ async def test_flow_lists_ports_and_creates_the_entry(
 async def test_flow_errors(hass: HomeAssistant, tmp_path: Path) -> None:
     """A bad spelling, a port that does not open and a device that is no Gentec meter."""
     other = MaestroEmulator(pulses=False)
-    other.meter._cmd_ver = lambda _p: ["ELM327 v1.5"]  # type: ignore[method-assign]  # noqa: SLF001
+    other.meter.version_reply = "ELM327 v1.5"
     async with other:
-        with patch.object(gentec_kind.list_ports, "comports", return_value=[]):
+        with patch(f"{gentec_kind.__name__}.comports", return_value=[]):
             result = await _menu_form(hass)
             flow_id = str(result["flow_id"])
             for port, error in (
@@ -123,10 +127,8 @@ async def test_flow_errors(hass: HomeAssistant, tmp_path: Path) -> None:
                 (str(tmp_path / "missing"), {"base": "cannot_connect"}),
                 (other.device, {"base": "not_gentec"}),
             ):
-                result = dict(
-                    await hass.config_entries.flow.async_configure(
-                        flow_id, {CONF_DEVICE: port}
-                    )
+                result = await hass.config_entries.flow.async_configure(
+                    flow_id, {CONF_DEVICE: port}
                 )
                 assert result["type"] is FlowResultType.FORM
                 assert result["errors"] == error
@@ -139,7 +141,9 @@ async def test_socket_url_readings_and_statistics_equal_the_emulator(
     await add_gentec_entry(hass, maestro_tcp.url)
     entry = hass.config_entries.async_entries(DOMAIN)[0]
     assert entry.title == f"MAESTRO (127.0.0.1:{maestro_tcp.tcp_port})"
-    await wait_for_state(hass, READING, lambda s: s is not None and s.state == STATE_UNKNOWN)
+    await wait_for_state(
+        hass, READING, lambda s: s is not None and s.state == STATE_UNKNOWN
+    )
     events: list[str] = []
     hass.bus.async_listen(
         "state_changed",
@@ -156,7 +160,9 @@ async def test_socket_url_readings_and_statistics_equal_the_emulator(
     assert _number(hass, READING) == sent[-1]
     assert _number(hass, MINIMUM) == min(valid)
     assert _number(hass, MAXIMUM) == max(valid)
-    assert math.isclose(_number(hass, AVERAGE), math.fsum(valid) / len(valid), rel_tol=1e-9)
+    assert math.isclose(
+        _number(hass, AVERAGE), math.fsum(valid) / len(valid), rel_tol=1e-9
+    )
     assert len(events) == len(sent)  # every pulse fired its event (below the bound)
     pulse = hass.states.get(PULSE)
     assert pulse is not None
@@ -178,38 +184,59 @@ async def test_settings_switch_and_reset(
     """Wavelength, trigger level and range reach the meter and read back; statistics switch, reset."""
     await add_gentec_entry(hass, maestro.device)
     await hass.services.async_call(
-        "number", "set_value", {"entity_id": "number.gentec_eo_maestro_wavelength", "value": 532}, blocking=True
+        "number",
+        "set_value",
+        {"entity_id": "number.gentec_eo_maestro_wavelength", "value": 532},
+        blocking=True,
     )
     assert maestro.meter.wavelength == 532
     assert float(hass.states.get("number.gentec_eo_maestro_wavelength").state) == 532  # type: ignore[union-attr]
     await hass.services.async_call(
-        "number", "set_value", {"entity_id": "number.gentec_eo_maestro_trigger_level", "value": 15.4}, blocking=True
+        "number",
+        "set_value",
+        {"entity_id": "number.gentec_eo_maestro_trigger_level", "value": 15.4},
+        blocking=True,
     )
     assert maestro.meter.trigger_level == 15.4
     await hass.services.async_call(
-        "select", "select_option", {"entity_id": "select.gentec_eo_maestro_range", "option": "100 mJ"}, blocking=True
+        "select",
+        "select_option",
+        {"entity_id": "select.gentec_eo_maestro_range", "option": "100 mJ"},
+        blocking=True,
     )
     assert maestro.meter.range_index == 22
     assert hass.states.get("select.gentec_eo_maestro_range").state == "100 mJ"  # type: ignore[union-attr]
     maestro.meter.max_wavelength = 2000
     with pytest.raises(Exception, match="1064"):
         await hass.services.async_call(
-            "number", "set_value", {"entity_id": "number.gentec_eo_maestro_wavelength", "value": 5000}, blocking=True
+            "number",
+            "set_value",
+            {"entity_id": "number.gentec_eo_maestro_wavelength", "value": 5000},
+            blocking=True,
         )
     maestro.start_pulses(20.0)
     await wait_until(hass, lambda: _count(hass) >= 5)
     await hass.services.async_call(
-        "switch", "turn_off", {"entity_id": "switch.gentec_eo_maestro_statistics"}, blocking=True
+        "switch",
+        "turn_off",
+        {"entity_id": "switch.gentec_eo_maestro_statistics"},
+        blocking=True,
     )
     assert hass.states.get("switch.gentec_eo_maestro_statistics").state == STATE_OFF  # type: ignore[union-attr]
     frozen = _count(hass)
     await hass.services.async_call(
-        "button", "press", {"entity_id": "button.gentec_eo_maestro_reset_statistics"}, blocking=True
+        "button",
+        "press",
+        {"entity_id": "button.gentec_eo_maestro_reset_statistics"},
+        blocking=True,
     )
     await wait_for_state(hass, COUNT, lambda s: s is not None and float(s.state) == 0)
     assert hass.states.get(MINIMUM).state == STATE_UNKNOWN  # type: ignore[union-attr]
     await hass.services.async_call(
-        "switch", "turn_on", {"entity_id": "switch.gentec_eo_maestro_statistics"}, blocking=True
+        "switch",
+        "turn_on",
+        {"entity_id": "switch.gentec_eo_maestro_statistics"},
+        blocking=True,
     )
     assert hass.states.get("switch.gentec_eo_maestro_statistics").state == STATE_ON  # type: ignore[union-attr]
     await wait_until(hass, lambda: _count(hass) >= 3)
@@ -220,7 +247,14 @@ async def test_settings_switch_and_reset(
 @pytest.mark.usefixtures("all_entities_enabled")
 @pytest.mark.parametrize(
     "platform",
-    [Platform.SENSOR, Platform.NUMBER, Platform.SELECT, Platform.SWITCH, Platform.BUTTON, Platform.EVENT],
+    [
+        Platform.SENSOR,
+        Platform.NUMBER,
+        Platform.SELECT,
+        Platform.SWITCH,
+        Platform.BUTTON,
+        Platform.EVENT,
+    ],
 )
 async def test_entities_snapshot(
     hass: HomeAssistant,
@@ -236,7 +270,11 @@ async def test_entities_snapshot(
         entry_id="01JGENTEC0000000000000000",
         title="MAESTRO (usb-Gentec-EO_MAESTRO-if00)",
         unique_id="gentec:235792",
-        data={"source_kind": SOURCE_GENTEC, CONF_DEVICE: maestro.device, "model": "MAESTRO"},
+        data={
+            "source_kind": SOURCE_GENTEC,
+            CONF_DEVICE: maestro.device,
+            "model": "MAESTRO",
+        },
     )
     entry.add_to_hass(hass)
     entry_id = entry.entry_id
@@ -292,16 +330,23 @@ async def test_unplug_and_replug(hass: HomeAssistant, maestro: MaestroEmulator) 
     await add_gentec_entry(hass, maestro.device)
     entities = len(er.async_get(hass).entities)
     connected = "binary_sensor.maestro_usb_gentec_eo_maestro_if00_connected"
-    await wait_for_state(hass, connected, lambda s: s is not None and s.state == STATE_ON)
+    await wait_for_state(
+        hass, connected, lambda s: s is not None and s.state == STATE_ON
+    )
     unplugged = time.monotonic()
     await maestro.unplug()
-    await wait_for_state(hass, READING, lambda s: s is not None and s.state == STATE_UNAVAILABLE)
+    await wait_for_state(
+        hass, READING, lambda s: s is not None and s.state == STATE_UNAVAILABLE
+    )
     assert time.monotonic() - unplugged < UNPLUG_BOUND
     assert hass.states.get(connected).state == STATE_OFF  # type: ignore[union-attr]
     await maestro.plug()
     maestro.start_pulses(20.0)
     await wait_for_state(
-        hass, READING, lambda s: s is not None and s.state not in (STATE_UNAVAILABLE, STATE_UNKNOWN), timeout=10
+        hass,
+        READING,
+        lambda s: s is not None and s.state not in (STATE_UNAVAILABLE, STATE_UNKNOWN),
+        timeout=10,
     )
     maestro.stop_pulses()
     assert len(er.async_get(hass).entities) == entities
@@ -318,16 +363,21 @@ async def test_options_reconfigure_diagnostics_and_unload(
     result = await hass.config_entries.options.async_init(entry_id)
     assert result["step_id"] == "gentec"
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {"acquisition": "poll", "measurement_gap": 0.05, "max_writes": 20}
+        result["flow_id"],
+        {"acquisition": "poll", "measurement_gap": 0.05, "max_writes": 20},
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
-    gap = await wait_for_state(hass, "number.gentec_eo_maestro_measurement_gap", lambda s: s is not None and s.state == "0.05")
+    gap = await wait_for_state(
+        hass,
+        "number.gentec_eo_maestro_measurement_gap",
+        lambda s: s is not None and s.state == "0.05",
+    )
     assert gap is not None
     maestro.start_pulses(5.0)
     await wait_until(hass, lambda: _count(hass) >= 3)
     maestro.stop_pulses()
-    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    diagnostics: Any = await get_diagnostics_for_config_entry(hass, hass_client, entry)
     text = str(diagnostics)
     assert maestro.device not in text
     assert "235792" not in text
@@ -346,47 +396,88 @@ async def test_options_reconfigure_diagnostics_and_unload(
     await hass.async_block_till_done()
 
 
-async def test_usb_discovery_confirm(hass: HomeAssistant, maestro: MaestroEmulator) -> None:
+async def test_usb_discovery_confirm(
+    hass: HomeAssistant, maestro: MaestroEmulator
+) -> None:
     """A plugged-in INTEGRA/MAESTRO: probed, shown with model and firmware, added on confirm."""
     info = UsbServiceInfo(
-        device=maestro.device, vid="1AD5", pid="0300", serial_number="M0123", manufacturer="Gentec-EO", description="INTEGRA"
+        device=maestro.device,
+        vid="1AD5",
+        pid="0300",
+        serial_number="M0123",
+        manufacturer="Gentec-EO",
+        description="INTEGRA",
     )
-    with patch("custom_components.instrument_hub.async_setup_entry", AsyncMock(return_value=True)):
-        result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USB}, data=info)
+    with patch(
+        "custom_components.instrument_hub.async_setup_entry",
+        AsyncMock(return_value=True),
+    ):
+        result = await hass.config_entries.flow.async_init(
+            DOMAIN, context={"source": SOURCE_USB}, data=info
+        )
         assert result["type"] is FlowResultType.FORM
         assert result["step_id"] == "usb_confirm"
         assert result["description_placeholders"] == {
-            "model": "MAESTRO", "firmware": "1.00.18", "detector": "QE25LP-S-MB", "port": maestro.device,
+            "model": "MAESTRO",
+            "firmware": "1.00.18",
+            "detector": "QE25LP-S-MB",
+            "port": maestro.device,
         }
         result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
         assert result["type"] is FlowResultType.CREATE_ENTRY
-        assert result["data"] == {"source_kind": "gentec", CONF_DEVICE: maestro.device, "model": "MAESTRO"}
+        assert result["data"] == {
+            "source_kind": "gentec",
+            CONF_DEVICE: maestro.device,
+            "model": "MAESTRO",
+        }
         # Plugged in again: already configured (by port, before any I/O).
-        result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USB}, data=info)
+        result = await hass.config_entries.flow.async_init(
+            DOMAIN, context={"source": SOURCE_USB}, data=info
+        )
         assert result["reason"] == "already_configured"
         # A device on that vid:pid that is no meter.
-        maestro.meter._cmd_ver = lambda _p: ["?"]  # type: ignore[method-assign]  # noqa: SLF001
+        maestro.meter.version_reply = "?"
         other = UsbServiceInfo(
-            device=maestro.pty_path, vid="1AD5", pid="0300", serial_number=None, manufacturer=None, description=None
+            device=maestro.pty_path,
+            vid="1AD5",
+            pid="0300",
+            serial_number=None,
+            manufacturer=None,
+            description=None,
         )
         for entry in hass.config_entries.async_entries(DOMAIN):
             await hass.config_entries.async_remove(entry.entry_id)
-        result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USB}, data=other)
+        result = await hass.config_entries.flow.async_init(
+            DOMAIN, context={"source": SOURCE_USB}, data=other
+        )
         assert result["reason"] == "not_gentec"
 
 
 def test_option_checks_beyond_the_form() -> None:
     """Options stored by other means are checked as the form would."""
     validate = gentec_kind.validate_options
-    assert validate({"acquisition": "stream", "measurement_gap": 0.1, "max_writes": 10}) == {
-        "acquisition": "stream", "measurement_gap": 0.1, "max_writes": 10.0,
+    assert validate(
+        {"acquisition": "stream", "measurement_gap": 0.1, "max_writes": 10}
+    ) == {
+        "acquisition": "stream",
+        "measurement_gap": 0.1,
+        "max_writes": 10.0,
     }
     for bad, error in (
-        ({"acquisition": "burst", "measurement_gap": 0.1, "max_writes": 10}, "acquisition"),
-        ({"acquisition": "poll", "measurement_gap": 5.0, "max_writes": 10}, "measurement_gap"),
-        ({"acquisition": "poll", "measurement_gap": 0.1, "max_writes": 0}, "max_writes"),
+        (
+            {"acquisition": "burst", "measurement_gap": 0.1, "max_writes": 10},
+            "acquisition",
+        ),
+        (
+            {"acquisition": "poll", "measurement_gap": 5.0, "max_writes": 10},
+            "measurement_gap",
+        ),
+        (
+            {"acquisition": "poll", "measurement_gap": 0.1, "max_writes": 0},
+            "max_writes",
+        ),
     ):
-        with pytest.raises(gentec_kind.FlowFormError) as caught:
+        with pytest.raises(FlowFormError) as caught:
             validate(bad)
         assert error in caught.value.errors
     assert gentec_kind.port_label("socket://10.0.0.5:4001") == "10.0.0.5:4001"

@@ -40,7 +40,7 @@ UNPLUG_BOUND = 2.0
 
 @pytest.fixture
 async def meter(tmp_path: Path) -> AsyncIterator[MaestroEmulator]:
-    """An energy meter on a pty behind a by-id-like link; pulses only when a test starts them."""
+    """Serve an energy meter on a pty behind a by-id-like link; pulses only when a test starts them."""
     emulator = MaestroEmulator(rate=50.0, link=tmp_path / "maestro", pulses=False)
     await emulator.start()
     try:
@@ -53,7 +53,7 @@ async def meter(tmp_path: Path) -> AsyncIterator[MaestroEmulator]:
 async def started(
     meter: MaestroEmulator, recorder: EventRecorder
 ) -> AsyncIterator[GentecSource]:
-    """A streaming source on the emulator, stopped after the test."""
+    """Start a streaming source on the emulator, stopped after the test."""
     source = GentecSource(meter.device, backoff_min=0.05, backoff_max=0.2)
     await source.async_start(recorder)
     try:
@@ -70,11 +70,7 @@ async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 def _values(recorder: EventRecorder, channel: str) -> list[object]:
-    return [
-        e.value
-        for e in recorder.of_type(Reading)
-        if e.channel_key == channel
-    ]
+    return [e.value for e in recorder.of_type(Reading) if e.channel_key == channel]
 
 
 async def test_identifies_the_meter_and_its_head(
@@ -89,11 +85,23 @@ async def test_identifies_the_meter_and_its_head(
     channels = {c.channel_key: c for c in recorder.of_type(ChannelDefined)}
     assert channels["reading"].unit == "J"
     assert channels["range"].options == (
-        "auto", "300 µJ", "1 mJ", "3 mJ", "10 mJ", "30 mJ", "100 mJ", "300 mJ", "1 J", "3 J",
+        "auto",
+        "300 µJ",
+        "1 mJ",
+        "3 mJ",
+        "10 mJ",
+        "30 mJ",
+        "100 mJ",
+        "300 mJ",
+        "1 J",
+        "3 J",
     )
     assert channels["range"].value == "10 mJ"
     assert channels["wavelength"].value == 1064
-    assert (channels["wavelength"].minimum, channels["wavelength"].maximum) == (193, 10600)
+    assert (channels["wavelength"].minimum, channels["wavelength"].maximum) == (
+        193,
+        10600,
+    )
     assert channels["trigger_level"].value == 2.0
     assert "measurement_gap" not in channels  # streaming has no gap
     assert recorder.of_type(LinkUp)
@@ -141,7 +149,9 @@ async def test_faults_in_the_stream_are_skipped_and_logged_once(
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "Unreadable line" in warnings[0].getMessage()
-    assert started.statistics.snapshot().maximum == max(v for v in sent if v is not None)
+    assert started.statistics.snapshot().maximum == max(
+        v for v in sent if v is not None
+    )
     stats = started.diagnostics()["connection"]
     assert stats["oversized_lines"] == 1
     assert stats["unreadable_lines"] >= 3
@@ -163,7 +173,9 @@ async def test_polling_reads_new_values_only(
         produced = [m.value for m in meter.meter.produced]
         await _until(lambda: source.pulses == len(produced))
         assert meter.meter.answered == produced  # each pulse read exactly once
-        assert source.statistics.snapshot().maximum == max(v for v in produced if v is not None)
+        assert source.statistics.snapshot().maximum == max(
+            v for v in produced if v is not None
+        )
         await source.async_write(METER, "measurement_gap", 0.05)
         assert source.gap == 0.05
     finally:
@@ -298,10 +310,12 @@ async def test_a_mode_change_redefines_the_reading(
 async def test_not_a_gentec_meter(tmp_path: Path) -> None:
     """A port whose device does not answer *VER like a meter cannot start; a missing port neither."""
     other = MaestroEmulator(meter=MaestroMeter(model="", firmware=""), pulses=False)
-    other.meter._cmd_ver = lambda _p: ["ELM327 v1.5"]  # type: ignore[method-assign]  # noqa: SLF001
+    other.meter.version_reply = "ELM327 v1.5"
     async with other:
         source = GentecSource(other.device, reply_timeout=0.2)
-        with pytest.raises(CannotConnect, match="does not answer like a Gentec-EO meter"):
+        with pytest.raises(
+            CannotConnect, match="does not answer like a Gentec-EO meter"
+        ):
             await source.async_start(lambda _event: None)
         await source.async_stop()
     source = GentecSource(str(tmp_path / "nothing"))

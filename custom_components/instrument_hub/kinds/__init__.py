@@ -15,7 +15,9 @@ from .base import KindAction, SourceKind
 from .gentec import GENTEC_KIND
 from .indi import IndiKind
 
-KINDS: Final[Mapping[str, SourceKind]] = {kind.name: kind for kind in (IndiKind(), GENTEC_KIND)}
+KINDS: Final[Mapping[str, SourceKind]] = {
+    kind.name: kind for kind in (IndiKind(), GENTEC_KIND)
+}
 """Every kind, by name, in the order of the config flow's menu."""
 
 

@@ -17,7 +17,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import selector
 from homeassistant.helpers.service_info.usb import UsbServiceInfo
 import probatio
-from serial.tools import list_ports
+from serial.tools.list_ports import comports
 
 from ..hub import InstrumentHubConfigEntry
 from ..sources.base import CannotConnect, SourceError
@@ -31,7 +31,14 @@ from ..sources.gentec.source import (
     Identity,
     identify,
 )
-from .base import Endpoint, FlowFormError, FlowStep, OptionsForm, SourceKind, TaskFactory
+from .base import (
+    Endpoint,
+    FlowFormError,
+    FlowStep,
+    OptionsForm,
+    SourceKind,
+    TaskFactory,
+)
 
 if TYPE_CHECKING:
     from ..config_flow import InstrumentHubConfigFlow
@@ -75,13 +82,15 @@ def list_serial_ports() -> list[PortChoice]:
     """Return the machine's serial ports, by-id paths preferred (blocking: executor)."""
     links = _by_id_links()
     choices: list[PortChoice] = []
-    for port in sorted(list_ports.comports(), key=lambda info: info.device):
+    for port in sorted(comports(), key=lambda info: info.device):
         value = links.get(os.path.realpath(port.device), port.device)
         details = [value, f"s/n: {port.serial_number or 'n/a'}"]
         if port.manufacturer:
             details.append(port.manufacturer)
         description = port.description if port.description not in (None, "n/a") else ""
-        label = " - ".join([description, ", ".join(details)] if description else [", ".join(details)])
+        label = " - ".join(
+            [description, ", ".join(details)] if description else [", ".join(details)]
+        )
         choices.append(PortChoice(value, label))
     return choices
 
@@ -90,7 +99,7 @@ def port_label(port: str) -> str:
     """Return a short name of a port for titles: the device name, or the URL's host:port."""
     if _URL.fullmatch(port):
         return urlsplit(port).netloc or port
-    return os.path.basename(port) or port
+    return Path(port).name or port
 
 
 def _form(choices: list[PortChoice]) -> probatio.Schema:
@@ -147,7 +156,7 @@ _DISCOVERED: WeakKeyDictionary[InstrumentHubConfigFlow, tuple[Endpoint, Identity
 async def _step_usb(
     flow: InstrumentHubConfigFlow, info: UsbServiceInfo
 ) -> ConfigFlowResult:
-    """A Gentec USB device was plugged in: probe it, then ask the user to confirm."""
+    """Probe a Gentec USB device that was plugged in, then ask the user to confirm."""
     kind = GENTEC_KIND
     port = await flow.hass.async_add_executor_job(stable_path, info.device)
     for entry in flow.hass.config_entries.async_entries(flow.handler):

@@ -15,7 +15,15 @@ from collections.abc import Callable
 class WritePacer:
     """Call ``flush`` for offered updates, at most ``rate`` times a second on average."""
 
-    __slots__ = ("_flush", "_handle", "_loop", "_rate", "_tokens", "_updated", "coalesced")
+    __slots__ = (
+        "_flush",
+        "_handle",
+        "_loop",
+        "_rate",
+        "_tokens",
+        "_updated",
+        "coalesced",
+    )
 
     def __init__(
         self,
@@ -42,7 +50,9 @@ class WritePacer:
 
     def _refill(self) -> None:
         now = self._loop.time()
-        self._tokens = min(self._rate, self._tokens + (now - self._updated) * self._rate)
+        self._tokens = min(
+            self._rate, self._tokens + (now - self._updated) * self._rate
+        )
         self._updated = now
 
     def offer(self) -> None:

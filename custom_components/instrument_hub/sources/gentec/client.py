@@ -151,7 +151,10 @@ class MaestroConnection:
         self.streaming = False
         try:
             async with asyncio.timeout(OPEN_TIMEOUT):
-                transport, protocol = await serial_asyncio_fast.create_serial_connection(
+                (
+                    transport,
+                    protocol,
+                ) = await serial_asyncio_fast.create_serial_connection(
                     loop,
                     lambda: _PortProtocol(self),
                     self.port,
@@ -167,6 +170,7 @@ class MaestroConnection:
                 f"Cannot open {self.port}: {err or 'timed out'}", port=self.port
             ) from err
         assert isinstance(transport, asyncio.Transport)
+        assert isinstance(protocol, _PortProtocol)
         self._transport = transport
         self._protocol = protocol
         self.last_line = time.monotonic()
@@ -276,7 +280,9 @@ class MaestroConnection:
         self.unreadable += 1
         excerpt = raw[:_EXCERPT]
         if self._warned:
-            _LOGGER.debug("Unreadable line from %s (%s): %r", self.port, reason, excerpt)
+            _LOGGER.debug(
+                "Unreadable line from %s (%s): %r", self.port, reason, excerpt
+            )
             return
         self._warned = True
         _LOGGER.warning(

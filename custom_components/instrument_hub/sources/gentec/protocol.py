@@ -258,7 +258,14 @@ class Unreadable:
 
 
 type Reply = (
-    Value | NewData | DeviceError | Version | Labelled | ValidRange | StatusWord | Unreadable
+    Value
+    | NewData
+    | DeviceError
+    | Version
+    | Labelled
+    | ValidRange
+    | StatusWord
+    | Unreadable
 )
 
 

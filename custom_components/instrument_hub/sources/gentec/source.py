@@ -48,6 +48,7 @@ from .mapping import METER
 from .protocol import (
     CAU,
     CSU,
+    CVU,
     DVS,
     GAS,
     GCR,
@@ -60,7 +61,6 @@ from .protocol import (
     TRIGGER_MAX,
     TRIGGER_MIN,
     VER,
-    CVU,
     DetectorStatus,
     Labelled,
     NewData,
@@ -486,7 +486,11 @@ class GentecSource(Source):
                 mapping.PULSE,
                 EventData(
                     mapping.PULSE_EVENT,
-                    {"value": self._latest, "timestamp": at.isoformat(), "pulses": count},
+                    {
+                        "value": self._latest,
+                        "timestamp": at.isoformat(),
+                        "pulses": count,
+                    },
                 ),
                 at,
             )
@@ -557,7 +561,9 @@ class GentecSource(Source):
         self._emit_statistics(datetime.now(UTC))
         return CommandResult("ok")
 
-    async def _write_wavelength(self, identity: Identity, value: object) -> CommandResult:
+    async def _write_wavelength(
+        self, identity: Identity, value: object
+    ) -> CommandResult:
         low = identity.status.min_wavelength or mapping.DEFAULT_MIN_WAVELENGTH
         high = identity.status.max_wavelength or mapping.DEFAULT_MAX_WAVELENGTH
         nanometres = round(_number(value, low, high, "nm"))
@@ -586,7 +592,9 @@ class GentecSource(Source):
         if value == mapping.RANGE_AUTO:
             await self._connection.send(set_autoscale(True))
         else:
-            await self._connection.send(set_range(identity.ranges[options.index(str(value)) - 1]))
+            await self._connection.send(
+                set_range(identity.ranges[options.index(str(value)) - 1])
+            )
         identity.autoscale = await _query_int(self._connection, GAS, "autoscale") == 1
         identity.range_index = await _query_int(self._connection, GCR, "range")
         now = self._range_value()
