@@ -349,6 +349,7 @@ class _PtyPort(_Port):
             fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
         self.path = os.ttyname(self.slave)
         self._backlog = bytearray()
+        self.max_backlog = MAX_OUTPUT_BACKLOG
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self.master, self._readable)
         self._writing = False
@@ -370,8 +371,8 @@ class _PtyPort(_Port):
         if self.closed:
             return
         self._backlog += data
-        if len(self._backlog) > MAX_OUTPUT_BACKLOG:
-            del self._backlog[: len(self._backlog) - MAX_OUTPUT_BACKLOG]
+        if len(self._backlog) > self.max_backlog:
+            del self._backlog[: len(self._backlog) - self.max_backlog]
         self._flush()
 
     def _flush(self) -> None:

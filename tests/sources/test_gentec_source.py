@@ -22,6 +22,7 @@ from custom_components.instrument_hub.events import (
 from custom_components.instrument_hub.sources.base import (
     CannotConnect,
     CommandRejected,
+    CommandTimeout,
     InvalidValue,
     NotConnected,
     UnknownTarget,
@@ -30,7 +31,9 @@ from custom_components.instrument_hub.sources.gentec import (
     AcquisitionMode,
     GentecSource,
 )
+from custom_components.instrument_hub.sources.gentec.client import MaestroConnection
 from custom_components.instrument_hub.sources.gentec.mapping import METER
+from custom_components.instrument_hub.sources.gentec.protocol import Labelled, Version
 from simulators.gentec_maestro import MaestroEmulator, MaestroMeter
 
 from .conftest import EventRecorder
@@ -322,3 +325,64 @@ async def test_not_a_gentec_meter(tmp_path: Path) -> None:
     with pytest.raises(CannotConnect):
         await source.async_start(lambda _event: None)
     await source.async_stop()
+
+
+async def test_connection_errors_timeouts_and_late_replies(
+    meter: MaestroEmulator, socket_enabled: None
+) -> None:
+    """``Error X`` fails the command, silence times out, a late reply is not taken for the next."""
+    values: list[object] = []
+    lost: list[str] = []
+    connection = MaestroConnection(
+        meter.device,
+        on_value=lambda value, _at: values.append(value),
+        on_lost=lost.append,
+        reply_timeout=0.2,
+    )
+    with pytest.raises(NotConnected):
+        await connection.send(b"*VER")
+    await connection.open()
+    try:
+        with pytest.raises(CommandRejected, match="Error 1: Command not found"):
+            await connection.query(b"*XYZ", lambda _reply: True)
+        meter.silent = True
+        with pytest.raises(CommandTimeout):
+            await connection.query(
+                b"*GMD", lambda reply: True if isinstance(reply, Labelled) else None
+            )
+        meter.silent = False
+        # A value that nobody asked for while not streaming is no pulse.
+        meter.inject(b"1.0e-03\r\n")
+        replies = await connection.query(
+            b"*VER", lambda r: True if isinstance(r, Version) else None
+        )
+        assert replies == [Version("MAESTRO", "1.00.18")]
+        assert values == []
+        assert connection.stats()["unexpected_replies"] == 1
+        assert connection.stats()["reply_timeouts"] == 1
+    finally:
+        await connection.close()
+        await connection.close()
+    assert not connection.is_open
+    bad = MaestroConnection(
+        "socket://127.0.0.1:1", on_value=lambda *_a: None, on_lost=lost.append
+    )
+    with pytest.raises(CannotConnect):
+        await bad.open()
+
+
+async def test_identify_falls_back_to_the_status_scales(
+    tmp_path: Path, recorder: EventRecorder
+) -> None:
+    """A firmware without *DVS: the ranges come from *STS's minimum and maximum scales."""
+    emulator = MaestroEmulator(pulses=False, link=tmp_path / "m")
+    emulator.meter._cmd_dvs = lambda _parameter: []  # type: ignore[method-assign]  # noqa: SLF001
+    async with emulator:
+        source = GentecSource(emulator.device, reply_timeout=0.2)
+        await source.async_start(recorder)
+        try:
+            assert source.identity is not None
+            assert source.identity.ranges == tuple(range(17, 26))
+            assert source.identity.range_index == 20
+        finally:
+            await source.async_stop()
