@@ -85,7 +85,11 @@ def test_qcodes_driver_reads_the_emulator(
         else f"TCPIP::127.0.0.1::{process.port}::SOCKET"
     )
     seen = _field_client(address)
-    assert seen["idn"] == {"vendor": "Gentec", "model": "MAESTRO", "firmware": "1.00.18"}
+    assert seen["idn"] == {
+        "vendor": "Gentec",
+        "model": "MAESTRO",
+        "firmware": "1.00.18",
+    }
     power = seen["power"]
     assert isinstance(power, float)
     assert 0.5e-3 < power < 1.5e-3
@@ -127,4 +131,8 @@ async def test_sigkill_then_restart(
     assert hass.states.get(connected).state == STATE_ON  # type: ignore[union-attr]
     assert len(er.async_get(hass).entities) == entities
     assert len(hass.config_entries.async_entries(DOMAIN)) == 1
-    _LOGGER.warning("Gentec SIGKILL: unavailable after %.3f s; back %.3f s after restart", down, back)
+    _LOGGER.warning(
+        "Gentec SIGKILL: unavailable after %.3f s; back %.3f s after restart",
+        down,
+        back,
+    )
