@@ -14,8 +14,11 @@ import sys
 
 def main(address: str) -> None:
     """Run the client once against ``address`` and print its observations."""
-    from qcodes.instrument import Instrument  # noqa: PLC0415 - only in .venv-peers
-    from qcodes_contrib_drivers.drivers.Gentec.Gentec_Maestro import (  # noqa: PLC0415
+    # Only in .venv-peers (Python 3.11), not in the venv that type-checks.
+    from qcodes.instrument import (  # type: ignore[import-not-found]  # noqa: PLC0415
+        Instrument,
+    )
+    from qcodes_contrib_drivers.drivers.Gentec.Gentec_Maestro import (  # type: ignore[import-not-found]  # noqa: PLC0415
         Gentec_Maestro,
     )
 
