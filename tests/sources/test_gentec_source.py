@@ -386,3 +386,19 @@ async def test_identify_falls_back_to_the_status_scales(
             assert source.identity.range_index == 20
         finally:
             await source.async_stop()
+
+
+async def test_polling_notices_a_silent_meter_within_the_bound(
+    meter: MaestroEmulator, recorder: EventRecorder
+) -> None:
+    """Polling with the longest gap (1 s): two unanswered *NVU and the link is down within 2 s."""
+    source = GentecSource(meter.device, mode=AcquisitionMode.POLL, gap=1.0)
+    await source.async_start(recorder)
+    try:
+        silent_from = time.monotonic()
+        meter.silent = True
+        down = await recorder.wait_for(LinkDown)
+        assert time.monotonic() - silent_from < UNPLUG_BOUND
+        assert "*NVU" in down.reason or "*GMD" in down.reason
+    finally:
+        await source.async_stop()
