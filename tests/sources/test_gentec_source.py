@@ -402,3 +402,27 @@ async def test_polling_notices_a_silent_meter_within_the_bound(
         assert "*NVU" in down.reason or "*GMD" in down.reason
     finally:
         await source.async_stop()
+
+
+async def test_ser2net_going_away_and_coming_back(
+    socket_enabled: None, recorder: EventRecorder
+) -> None:
+    """Over socket://: the TCP side closing is a loss at once; listening again brings it back."""
+    emulator = MaestroEmulator(pty=False, tcp=True, pulses=False)
+    async with emulator:
+        source = GentecSource(emulator.url, backoff_min=0.05, backoff_max=0.2)
+        await source.async_start(recorder)
+        try:
+            emulator.start_pulses(50.0)
+            await _until(lambda: source.pulses >= 5)
+            gone = time.monotonic()
+            await emulator.unplug()
+            await recorder.wait_for(LinkDown)
+            assert time.monotonic() - gone < UNPLUG_BOUND
+            await emulator.plug()  # the same port again
+            await recorder.wait_for(LinkUp, count=2)
+            before = source.pulses
+            await _until(lambda: source.pulses > before + 5)
+            emulator.stop_pulses()
+        finally:
+            await source.async_stop()
