@@ -426,3 +426,42 @@ async def test_ser2net_going_away_and_coming_back(
             emulator.stop_pulses()
         finally:
             await source.async_stop()
+
+
+@pytest.mark.parametrize("rate", [10.0, 50.0])
+async def test_streaming_gives_every_pulse_with_less_traffic_than_polling(
+    tmp_path: Path, rate: float
+) -> None:
+    """The default, measured: streaming gets every pulse for fewer bytes than the seed's polling."""
+    figures: dict[AcquisitionMode, tuple[int, int, int]] = {}
+    for mode in (AcquisitionMode.STREAM, AcquisitionMode.POLL):
+        emulator = MaestroEmulator(pulses=False, link=tmp_path / f"m-{mode}")
+        async with emulator:
+            source = GentecSource(
+                emulator.device, mode=mode
+            )  # polling: the 0.1 s default gap
+            await source.async_start(lambda _event: None)
+            try:
+                start_bytes = emulator.bytes_in + emulator.bytes_out
+                emulator.start_pulses(rate)
+                wanted = int(rate * 2)
+                produced_list = emulator.meter.produced
+                await _until(lambda: len(produced_list) >= wanted)  # noqa: B023
+                emulator.stop_pulses()
+                produced = len(emulator.meter.produced)
+                await asyncio.sleep(0.3)  # the last poll or stream line
+                traffic = emulator.bytes_in + emulator.bytes_out - start_bytes
+                figures[mode] = (produced, source.pulses, traffic)
+            finally:
+                await source.async_stop()
+    logging.getLogger(__name__).warning(
+        "%.0f Hz, (produced, got, bytes): %s", rate, figures
+    )
+    produced, got, stream_bytes = figures[AcquisitionMode.STREAM]
+    assert got == produced
+    _produced, poll_got, poll_bytes = figures[AcquisitionMode.POLL]
+    assert stream_bytes / got < poll_bytes / poll_got  # bytes per pulse delivered
+    if rate > 10:
+        assert (
+            poll_got < _produced
+        )  # faster than the gap: the meter keeps only the newest
