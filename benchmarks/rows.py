@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 import importlib
 from typing import Any, Final
 
-ROW_MODULES: Final = ("benchmarks.floor", "benchmarks.indi", "benchmarks.scrutiny")
+ROW_MODULES: Final = (
+    "benchmarks.floor",
+    "benchmarks.indi",
+    "benchmarks.gentec",
+    "benchmarks.scrutiny",
+)
 """Modules whose import registers rows; the floor's module comes first."""
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from ipaddress import ip_address
+from typing import Any
 from unittest.mock import AsyncMock, patch
 
 from homeassistant.config_entries import SOURCE_USB, SOURCE_USER, SOURCE_ZEROCONF
@@ -13,6 +14,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers.service_info.usb import UsbServiceInfo
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
+import probatio
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -442,7 +444,15 @@ async def test_discovery_no_kind_declares_is_refused(
     hass: HomeAssistant, mock_setup_entry: AsyncMock
 ) -> None:
     """A USB device no kind knows is not offered."""
-    result = await hass.config_entries.flow.async_init(
+    only_indi = {SOURCE_INDI: KINDS[SOURCE_INDI]}
+    with patch.dict(KINDS, only_indi, clear=True):
+        result = await _usb_flow_nobody_declares(hass)
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "not_supported"
+
+
+async def _usb_flow_nobody_declares(hass: HomeAssistant) -> Any:
+    return await hass.config_entries.flow.async_init(
         DOMAIN,
         context={"source": SOURCE_USB},
         data=UsbServiceInfo(
@@ -454,8 +464,6 @@ async def test_discovery_no_kind_declares_is_refused(
             description=None,
         ),
     )
-    assert result["type"] is FlowResultType.ABORT
-    assert result["reason"] == "not_supported"
 
 
 async def test_reauth_goes_to_the_entry_kind(
@@ -470,3 +478,34 @@ async def test_reauth_goes_to_the_entry_kind(
     result = await indi.start_reauth_flow(hass)
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "not_supported"
+
+
+async def test_a_kind_form_built_with_io(
+    hass: HomeAssistant, fake_kind: FakeKind, mock_setup_entry: AsyncMock
+) -> None:
+    """A kind whose form needs I/O (a list of serial ports) builds it in async_schema."""
+
+    async def with_choices(
+        _hass: HomeAssistant, values: Mapping[str, Any]
+    ) -> probatio.Schema:
+        return probatio.Schema(
+            {probatio.Required(CONF_HOST): probatio.In(["alpha", "beta"])}
+        )
+
+    with patch.object(fake_kind, "async_schema", side_effect=with_choices):
+        result = await hass.config_entries.flow.async_init(
+            DOMAIN, context={"source": SOURCE_USER}
+        )
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {"next_step_id": FAKE}
+        )
+        assert result["type"] is FlowResultType.FORM
+        schema = result["data_schema"]
+        assert schema is not None
+        with pytest.raises(probatio.Invalid):
+            schema({CONF_HOST: "gamma"})
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {CONF_HOST: "beta"}
+        )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"] == {CONF_SOURCE_KIND: FAKE, CONF_HOST: "beta"}

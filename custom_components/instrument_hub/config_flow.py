@@ -82,7 +82,7 @@ class InstrumentHubConfigFlow(ConfigFlow, domain=DOMAIN):
         return self.async_show_form(
             step_id=kind.name,
             data_schema=self.add_suggested_values_to_schema(
-                kind.schema(values or {}), values
+                await kind.async_schema(self.hass, values or {}), values
             ),
             errors=errors,
         )

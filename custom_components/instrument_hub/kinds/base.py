@@ -102,6 +102,12 @@ class SourceKind(ABC):
     def schema(self, values: Mapping[str, Any]) -> probatio.Schema:
         """Return the form of the kind's step (also shown, prefilled, to reconfigure an entry)."""
 
+    async def async_schema(
+        self, hass: HomeAssistant, values: Mapping[str, Any]
+    ) -> probatio.Schema:
+        """Return the form when building it needs I/O (listing serial ports); default: schema()."""
+        return self.schema(values)
+
     @abstractmethod
     def endpoint(self, user_input: Mapping[str, Any]) -> Endpoint:
         """Check the form's input without any I/O and describe the endpoint (FlowFormError if refused)."""
