@@ -19,6 +19,7 @@ from homeassistant.helpers.service_info.usb import UsbServiceInfo
 import probatio
 from serial.tools.list_ports import comports
 
+from ..const import CONF_SOURCE_KIND, DOMAIN
 from ..hub import InstrumentHubConfigEntry
 from ..sources.base import CannotConnect, SourceError
 from ..sources.gentec import AcquisitionMode, GentecSource
@@ -291,9 +292,40 @@ class GentecKind(SourceKind):
         return Endpoint(unique_id, endpoint.title, endpoint.data), identity
 
     async def async_check(self, hass: HomeAssistant, endpoint: Endpoint) -> Endpoint:
-        """Open the port and check that a Gentec-EO meter answers ``*VER``."""
-        completed, _identity = await self.async_identify(endpoint.data[CONF_DEVICE])
+        """Open the port and check that a Gentec-EO meter answers ``*VER``.
+
+        A port an entry is using is that entry's meter: it is not opened a second time (that would
+        disturb the acquisition, or fail on a port opened exclusively), its unique id is the entry's.
+        """
+        port = endpoint.data[CONF_DEVICE]
+        if (owner := await self._entry_on(hass, port)) is not None:
+            model = owner.data.get(CONF_MODEL, "Gentec-EO meter")
+            known = self.endpoint({CONF_DEVICE: port, CONF_MODEL: model})
+            return Endpoint(owner.unique_id, known.title, known.data)
+        completed, _identity = await self.async_identify(port)
         return completed
+
+    async def _entry_on(self, hass: HomeAssistant, port: str) -> ConfigEntry | None:
+        """Return the loaded entry of this kind whose port is ``port`` (links resolved), if any."""
+        entries = [
+            entry
+            for entry in hass.config_entries.async_loaded_entries(DOMAIN)
+            if entry.data.get(CONF_SOURCE_KIND) == self.name
+        ]
+        if not entries:
+            return None
+
+        def same_device(first: str, second: str) -> bool:
+            if first.startswith("/") and second.startswith("/"):
+                return os.path.realpath(first) == os.path.realpath(second)
+            return first == second
+
+        for entry in entries:
+            if await hass.async_add_executor_job(
+                same_device, entry.data[CONF_DEVICE], port
+            ):
+                return entry
+        return None
 
     def create_source(
         self,
