@@ -328,7 +328,7 @@ async def test_readings_none_and_nan_are_unknown(
         assert state_of(hass, power) == STATE_UNKNOWN, invalid
     source.push(Reading("plug-1", "power", 7))
     await _settle(hass, entry)
-    assert state_of(hass, power) == "7.0"
+    assert state_of(hass, power) == "7"  # an integer reading stays one
 
 
 async def test_meters_carry_state_class_and_last_reset(

@@ -153,7 +153,7 @@ async def test_scrutiny_server_through_home_assistant(
     assert first is not None
     await wait_for_state(hass, sine, lambda s: s is not None and s.state != first.state)
     await wait_for_state(
-        hass, rpv, lambda s: s is not None and s.state in {"1.0", "-1.0"}
+        hass, rpv, lambda s: s is not None and s.state in {"1", "-1"}
     )
 
     # Writes resolve on the server's completion; the entity shows the written value by then.

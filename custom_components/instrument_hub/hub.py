@@ -134,12 +134,16 @@ def platform_for(definition: ChannelDefined) -> Platform:
             return Platform.BUTTON
 
 
-def valid_number(value: object) -> float | None:
-    """Return a reading as a float, or None (unknown) for None, NaN, infinities and non-numbers."""
+def valid_number(value: object) -> int | float | None:
+    """Return a reading as a number (an int stays one: a count shows 7, not 7.0), or None (unknown).
+
+    None, NaN, infinities and non-numbers are unknown, never 0.
+    """
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    number = float(value)
-    return number if math.isfinite(number) else None
+    if isinstance(value, int):
+        return value
+    return value if math.isfinite(value) else None
 
 
 def _connection(kind: str, value: str) -> tuple[str, str]:
