@@ -28,6 +28,7 @@ from custom_components.instrument_hub.const import (
     CONF_SOURCE_KIND,
     DOMAIN,
 )
+from custom_components.instrument_hub.kinds import KINDS
 
 from .fake_source import FAKE, FakeKind
 from .helpers import SOURCE_INDI
@@ -65,7 +66,8 @@ async def _start_indi_step(hass: HomeAssistant) -> str:
         DOMAIN, context={"source": SOURCE_USER}
     )
     assert result["type"] is FlowResultType.MENU
-    assert result["menu_options"] == [SOURCE_INDI]
+    assert result["menu_options"] == list(KINDS)
+    assert next(iter(KINDS)) == SOURCE_INDI
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"next_step_id": SOURCE_INDI}
     )
@@ -321,7 +323,7 @@ async def test_menu_lists_every_registered_kind(
     result = await hass.config_entries.flow.async_init(
         DOMAIN, context={"source": SOURCE_USER}
     )
-    assert result["menu_options"] == [SOURCE_INDI, FAKE]
+    assert result["menu_options"] == [*(kind for kind in KINDS if kind != FAKE), FAKE]
 
 
 async def _fake_step(hass: HomeAssistant) -> str:

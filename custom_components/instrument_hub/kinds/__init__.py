@@ -12,9 +12,12 @@ from homeassistant.config_entries import ConfigEntry
 
 from ..const import CONF_SOURCE_KIND
 from .base import KindAction, SourceKind
+from .hololinked import HololinkedKind
 from .indi import IndiKind
 
-KINDS: Final[Mapping[str, SourceKind]] = {kind.name: kind for kind in (IndiKind(),)}
+KINDS: Final[Mapping[str, SourceKind]] = {
+    kind.name: kind for kind in (IndiKind(), HololinkedKind())
+}
 """Every kind, by name, in the order of the config flow's menu."""
 
 
