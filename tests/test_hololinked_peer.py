@@ -18,6 +18,7 @@ from homeassistant.config_entries import SOURCE_USER, ConfigEntry, ConfigEntrySt
 from homeassistant.const import (
     ATTR_DEVICE_CLASS,
     ATTR_UNIT_OF_MEASUREMENT,
+    CONF_API_KEY,
     CONF_PASSWORD,
     CONF_URL,
     CONF_USERNAME,
@@ -494,3 +495,34 @@ async def test_new_password_on_the_thing_starts_reauthentication(
         assert entry.state is ConfigEntryState.LOADED
         assert entry.data[CONF_PASSWORD] == "second"
         await wait_for_state(hass, WAVELENGTH, state_is("1064.0"))
+
+
+async def test_api_key_through_the_flow(
+    hass: HomeAssistant, socket_enabled: None, tmp_path: Path
+) -> None:
+    """The API key scheme of hololinked (X-API-Key): missing, wrong, right."""
+    key = "wotdat-k3y01.AbCdEf0123456789xyz_key"
+    with hololinked_thing("maestro", gap=0.5, api_key=key, log_dir=tmp_path) as thing:
+        result = await hass.config_entries.flow.async_init(
+            DOMAIN, context={"source": SOURCE_USER}
+        )
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {"next_step_id": "hololinked"}
+        )
+        flow_id = result["flow_id"]
+        result = await hass.config_entries.flow.async_configure(
+            flow_id, {CONF_URL: thing.url}
+        )
+        assert result["errors"] == {"base": "auth_required"}
+        result = await hass.config_entries.flow.async_configure(
+            flow_id, {CONF_URL: thing.url, CONF_API_KEY: "wotdat-k3y01.wrong"}
+        )
+        assert result["errors"] == {"base": "invalid_auth"}
+        result = await hass.config_entries.flow.async_configure(
+            flow_id, {CONF_URL: thing.url, CONF_API_KEY: key}
+        )
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+        await hass.async_block_till_done()
+        await wait_for_state(
+            hass, ENERGY, lambda s: s is not None and s.state != STATE_UNKNOWN
+        )
