@@ -222,3 +222,63 @@ async def test_diagnostics_are_redacted(
         for secret in ("pa55word", str(thing.port), "127.0.0.1"):
             assert secret not in text, secret
         assert diagnostics["entry"]["data"]["username"] == "**REDACTED**"
+
+
+async def test_refused_credentials_at_setup_ask_for_new_ones(
+    hass: HomeAssistant, socket_enabled: None
+) -> None:
+    """Stored credentials the Thing refuses: the setup fails for reauthentication, not for a retry."""
+    async with fake_thing(credentials=("lab", "new")) as thing:
+        entry = MockConfigEntry(
+            domain=DOMAIN,
+            title="Meter",
+            data={
+                CONF_SOURCE_KIND: "hololinked",
+                CONF_URL: thing.url,
+                "username": "lab",
+                "password": "old",
+                "thing_id": "energy-meter",
+                "thing_title": "FakeMaestro",
+            },
+        )
+        entry.add_to_hass(hass)
+        assert not await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done()
+        assert entry.state is ConfigEntryState.SETUP_ERROR
+        flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+        assert [(f["context"]["source"], f["step_id"]) for f in flows] == [
+            ("reauth", "hololinked_reauth")
+        ]
+        result = await hass.config_entries.flow.async_configure(
+            flows[0]["flow_id"], {"username": "lab", "password": "new"}
+        )
+        assert result["reason"] == "reauth_successful"
+        await hass.async_block_till_done()
+        assert entry.state is ConfigEntryState.LOADED
+
+
+async def test_reconfigure_to_the_moved_thing_keeps_its_entities(
+    hass: HomeAssistant, entity_registry: er.EntityRegistry, socket_enabled: None
+) -> None:
+    """The Thing now answers at another port: same device, same entity ids, values from there."""
+    async with fake_thing() as old, fake_thing() as new:
+        entry = await _setup(hass, old.url, "energy-meter", "Meter", "FakeMaestro")
+        before = sorted(
+            (e.entity_id, e.unique_id)
+            for e in er.async_entries_for_config_entry(entity_registry, entry.entry_id)
+        )
+        new.properties["wavelength"] = 633
+        result = await entry.start_reconfigure_flow(hass)
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {CONF_URL: new.url}
+        )
+        assert result["reason"] == "reconfigure_successful"
+        await hass.async_block_till_done()
+        assert entry.state is ConfigEntryState.LOADED
+        await wait_for_state(hass, "number.energy_meter_wavelength", state_is("633.0"))
+        after = sorted(
+            (e.entity_id, e.unique_id)
+            for e in er.async_entries_for_config_entry(entity_registry, entry.entry_id)
+        )
+        assert after == before
+        assert new.subscribers("data-point-event") == 1

@@ -332,6 +332,8 @@ class EventStream:
         self._warned = False
         self.opened = asyncio.Event()
         """Set while the subscription is open (the server sent its headers: it is subscribed)."""
+        self.tried = asyncio.Event()
+        """Set once the first subscription attempt opened or failed."""
         self.stats = StreamStats()
 
     @property
@@ -377,6 +379,7 @@ class EventStream:
                 _LOGGER.exception("Unexpected error on the event stream %s", self.name)
                 reason, refused = f"internal error: {describe(err)}", False
             self.opened.clear()
+            self.tried.set()
             self.stats.failures += 1
             _LOGGER.debug("Event stream %s ended: %s", self.name, reason)
             with contextlib.suppress(Exception):
@@ -412,6 +415,7 @@ class EventStream:
             if response.content_type != EVENT_STREAM:
                 raise CommandRejected(f"not an event stream ({response.content_type})")
             self.opened.set()
+            self.tried.set()
             self.stats.connects += 1
             async for chunk in response.content.iter_any():
                 self.stats.bytes_in += len(chunk)

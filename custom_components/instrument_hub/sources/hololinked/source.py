@@ -75,7 +75,7 @@ LIVENESS_INTERVAL: Final = 3.0
 LIVENESS_TIMEOUT: Final = 2.0
 """A Thing killed without closing its sockets (a cable pulled) is noticed within 5 s."""
 STREAM_OPEN_TIMEOUT: Final = 5.0
-"""Seconds the subscriptions get to open before the properties are read (so no change is lost)."""
+"""Seconds the subscriptions get to open (or fail) before the properties are read (no change lost)."""
 AUTH_REFUSED: Final = "the Thing refused the credentials"
 
 
@@ -341,9 +341,8 @@ class HololinkedSource(Source):
     async def _wait_streams_open(self) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(STREAM_OPEN_TIMEOUT):
-                await asyncio.gather(
-                    *(stream.opened.wait() for stream in self._streams)
-                )
+                # A stream that cannot open (its route fails) does not hold the others up.
+                await asyncio.gather(*(stream.tried.wait() for stream in self._streams))
 
     async def _stop_streams(self) -> None:
         streams, self._streams = self._streams, []
