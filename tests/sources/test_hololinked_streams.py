@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 import logging
+import time
 
 import aiohttp
 import pytest
@@ -30,6 +31,9 @@ from custom_components.instrument_hub.sources.hololinked import (
 from custom_components.instrument_hub.sources.hololinked.client import (
     EXECUTOR_JSON_BYTES,
     MAX_BODY_BYTES,
+)
+from custom_components.instrument_hub.sources.hololinked.source import (
+    STREAM_OPEN_TIMEOUT,
 )
 from tests.fake_thing import FakeThing, captured_td, fake_thing
 
@@ -312,6 +316,25 @@ async def test_a_large_td_is_decoded_off_the_loop(
             assert (
                 source.thing is not None
                 and source.thing.description == td["description"]
+            )
+        finally:
+            await source.async_stop()
+
+
+async def test_a_stream_that_cannot_open_does_not_hold_up_the_start(
+    session: aiohttp.ClientSession, recorder: EventRecorder, socket_enabled: None
+) -> None:
+    """An event whose route fails (404) is retried in the background; the rest starts at once."""
+    async with fake_thing() as thing:
+        thing.overrides["GET statistics-event"] = (404, b"", "text/html")
+        started = time.monotonic()
+        source = await _started(session, thing, recorder)
+        try:
+            assert time.monotonic() - started < STREAM_OPEN_TIMEOUT
+            assert recorder.of_type(LinkUp)
+            thing.send(DP_PATH, b'data: {"energy": 4, "timestamp": 0}\n\n')
+            await recorder.wait_for(
+                Reading, lambda r: r.channel_key == ENERGY and r.value == 4
             )
         finally:
             await source.async_stop()
