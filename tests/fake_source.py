@@ -44,6 +44,7 @@ from custom_components.instrument_hub.sources.base import (
     CommandResult,
     EventSink,
     Source,
+    SourceError,
 )
 
 FAKE: Final = "fake"
@@ -73,6 +74,8 @@ class FakeSource(Source):
     initial: list[Event] = field(default_factory=list)
     """Events delivered as soon as the source starts (what a server says on connect)."""
     refuse_start: bool = False
+    start_error: SourceError | None = None
+    """Raised by async_start instead of connecting (e.g. AuthenticationFailed)."""
     writes: list[Write] = field(default_factory=list)
     handler: WriteHandler | None = None
     sink: EventSink | None = None
@@ -83,6 +86,8 @@ class FakeSource(Source):
         """Connect: refuse when told to, else deliver the initial events."""
         if self.refuse_start:
             raise CannotConnect("refused by the test", host="fake")
+        if self.start_error is not None:
+            raise self.start_error
         self.sink = sink
         self.push(*self.initial)
 

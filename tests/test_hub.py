@@ -63,6 +63,7 @@ from custom_components.instrument_hub.events import (
 )
 from custom_components.instrument_hub.hub import Hub
 from custom_components.instrument_hub.sources.base import (
+    AuthenticationFailed,
     CommandRejected,
     CommandResult,
     CommandTimeout,
@@ -789,6 +790,36 @@ async def test_endpoint_down_at_setup_retries(
     assert not await hass.config_entries.async_setup(entry.entry_id)
     assert entry.state is ConfigEntryState.SETUP_RETRY
     assert fake_kind.sources[entry.entry_id].stopped
+
+
+async def test_refused_credentials_at_setup_start_reauthentication(
+    hass: HomeAssistant, fake_kind: FakeKind, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An endpoint that refuses the credentials fails the setup for reauth, not for a retry."""
+    refused = FakeSource(
+        start_error=AuthenticationFailed("wrong password", host="fake")
+    )
+    fake_kind.next_sources.append(refused)
+    entry = fake_entry(hass)
+    with patch.object(
+        hass.config_entries.flow,
+        "async_init",
+        wraps=hass.config_entries.flow.async_init,
+    ) as flow_init:
+        # The setup fails; the reauth it starts may already have reloaded the entry when it returns.
+        await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done()
+    assert refused.stopped
+    assert (
+        "could not authenticate: The endpoint refused the credentials: wrong"
+        in caplog.text
+    )
+    assert [call.kwargs["context"]["source"] for call in flow_init.call_args_list] == [
+        "reauth"
+    ]
+    # The kind's reauth step ran (the fake one accepts at once) and reloaded the entry.
+    assert entry.state is ConfigEntryState.LOADED
+    assert fake_kind.sources[entry.entry_id] is not refused
 
 
 async def test_unknown_kind_is_a_setup_error(hass: HomeAssistant) -> None:

@@ -152,9 +152,7 @@ async def test_scrutiny_server_through_home_assistant(
     first = await wait_for_state(hass, sine, state_not(STATE_UNAVAILABLE))
     assert first is not None
     await wait_for_state(hass, sine, lambda s: s is not None and s.state != first.state)
-    await wait_for_state(
-        hass, rpv, lambda s: s is not None and s.state in {"1", "-1"}
-    )
+    await wait_for_state(hass, rpv, lambda s: s is not None and s.state in {"1", "-1"})
 
     # Writes resolve on the server's completion; the entity shows the written value by then.
     await hass.services.async_call(

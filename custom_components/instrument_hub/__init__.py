@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
 from homeassistant.core import Event, HomeAssistant
-from homeassistant.exceptions import ConfigEntryError, ConfigEntryNotReady
+from homeassistant.exceptions import (
+    ConfigEntryAuthFailed,
+    ConfigEntryError,
+    ConfigEntryNotReady,
+)
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.device_registry import DeviceEntry
 from homeassistant.helpers.typing import ConfigType
@@ -13,7 +17,7 @@ from .const import CONF_SOURCE_KIND, DOMAIN
 from .hub import Hub, InstrumentHubConfigEntry
 from .kinds import find_kind
 from .services import async_setup_services
-from .sources.base import CannotConnect
+from .sources.base import AuthenticationFailed, CannotConnect
 
 PLATFORMS: list[Platform] = [
     Platform.BINARY_SENSOR,
@@ -62,6 +66,14 @@ async def async_setup_entry(
     hub.async_register_hub_device()
     try:
         await hub.async_start()
+    except AuthenticationFailed as err:
+        # Home Assistant starts the kind's reauthentication for this.
+        await hub.async_stop()
+        raise ConfigEntryAuthFailed(
+            translation_domain=DOMAIN,
+            translation_key="invalid_auth",
+            translation_placeholders=err.placeholders,
+        ) from err
     except CannotConnect as err:
         await hub.async_stop()
         raise ConfigEntryNotReady(

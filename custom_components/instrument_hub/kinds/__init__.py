@@ -13,11 +13,13 @@ from homeassistant.config_entries import ConfigEntry
 from ..const import CONF_SOURCE_KIND
 from .base import KindAction, SourceKind
 from .gentec import GENTEC_KIND
+from .hololinked import HololinkedKind
 from .indi import IndiKind
 from .scrutiny import ScrutinyKind
 
 KINDS: Final[Mapping[str, SourceKind]] = {
-    kind.name: kind for kind in (IndiKind(), GENTEC_KIND, ScrutinyKind())
+    kind.name: kind
+    for kind in (IndiKind(), HololinkedKind(), GENTEC_KIND, ScrutinyKind())
 }
 """Every kind, by name, in the order of the config flow's menu."""
 

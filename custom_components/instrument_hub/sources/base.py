@@ -31,6 +31,12 @@ class CannotConnect(SourceError):
     translation_key = "cannot_connect"
 
 
+class AuthenticationFailed(SourceError):
+    """The endpoint refused the credentials (or wants some); the entry needs new ones (reauth)."""
+
+    translation_key = "invalid_auth"
+
+
 class NotConnected(SourceError):
     """A command was sent while the link is down."""
 
