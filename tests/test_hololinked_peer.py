@@ -394,7 +394,7 @@ async def test_a_different_thing_maps_generically(
         {"entity_id": "number.thermal_stage_cycles", "value": 7},
         blocking=True,
     )
-    assert state_of(hass, "number.thermal_stage_cycles") == "7.0"
+    assert state_of(hass, "number.thermal_stage_cycles") == "7"
     await hass.services.async_call(
         "switch",
         "turn_off",
