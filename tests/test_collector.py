@@ -24,11 +24,13 @@ from custom_components.instrument_hub.collector import (
     reading_coalesce_key,
 )
 from custom_components.instrument_hub.events import (
+    BlobData,
     ChannelDefined,
     ChannelKind,
     ChannelRemoved,
     DeviceConnection,
     DeviceFound,
+    EventData,
     LinkDown,
     LinkUp,
     Reading,
@@ -456,6 +458,24 @@ async def test_nothing_coalesced_below_maxsize(make: Factory) -> None:
     assert recorder.after_block() == [reading(n) for n in range(50)]
     assert replaced == []
     assert instance.stats()["coalesced"] == 0
+
+
+async def test_files_and_happenings_are_never_coalesced(make: Factory) -> None:
+    """Under pressure a file (BlobData) or an event (EventData) is not "a newer value": each is kept."""
+    replaced: list[Reading] = []
+    instance, recorder = await blocked(
+        make, maxsize=1, coalesce_key=reading_coalesce_key, on_coalesced=replaced.append
+    )
+    frames = [
+        Reading("cam", "image", BlobData(b"frame%d" % n, ".fits", 6)) for n in range(4)
+    ]
+    fired = [Reading("dev", "pulse", EventData("pulse", {"n": n})) for n in range(3)]
+    handles = [instance.send(item) for item in (*frames, *fired)]
+    recorder.gate.set()
+    async with asyncio.timeout(TIMEOUT):
+        await asyncio.gather(*(h.wait() for h in handles))
+    assert recorder.after_block() == [*frames, *fired]
+    assert replaced == []
 
 
 async def test_coalescing_replaces_latest_twin_only(make: Factory) -> None:

@@ -67,7 +67,7 @@ import time
 from types import TracebackType
 from typing import Any, Final, TypedDict, cast
 
-from .events import Reading
+from .events import BlobData, EventData, Reading
 from .log_excerpt import excerpt
 
 _LOGGER = logging.getLogger(__name__)
@@ -141,8 +141,12 @@ class CollectorStats(TypedDict):
 
 
 def reading_coalesce_key(event: object) -> tuple[str, str] | None:
-    """Coalesce readings per (device, channel); every other event is never coalesced."""
-    if isinstance(event, Reading):
+    """Coalesce readings per (device, channel); every other event is never coalesced.
+
+    A file (BlobData) or a happening (EventData) is not a newer value of the one before: each counts,
+    so those readings are never coalesced either.
+    """
+    if isinstance(event, Reading) and not isinstance(event.value, BlobData | EventData):
         return (event.device_key, event.channel_key)
     return None
 
