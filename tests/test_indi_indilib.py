@@ -350,3 +350,19 @@ async def test_the_property_state_is_shown_and_summarised(
         hass, ra, lambda s: s is not None and s.state == STATE_UNAVAILABLE
     )
     assert state_of(hass, summary) == "alert"
+
+
+async def test_unit_lines_that_no_longer_parse_are_ignored(
+    hass: HomeAssistant, indi_server: FakeIndiServer
+) -> None:
+    """Options stored by hand (or by another version) with a bad line: no unit is overridden, nothing fails."""
+    indi_server.definitions = [CAPTURE]
+    entry_id = (
+        await setup_indi_entry(hass, indi_server, {CONF_UNITS: "not a line"})
+    ).entry_id
+    polling = await wait_for_entity(
+        hass, "number", _uid(entry_id, MOUNT, "POLLING_PERIOD.PERIOD_MS")
+    )
+    state = hass.states.get(polling)
+    assert state is not None
+    assert state.attributes["unit_of_measurement"] == "ms"

@@ -9,6 +9,7 @@ import pytest
 
 from custom_components.instrument_hub.events import (
     ChannelCategory,
+    ChannelDefined,
     ChannelKind,
     StateClass,
 )
@@ -78,7 +79,7 @@ def vector(
 def only(
     vec: Vector,
     overrides: dict[tuple[str, str, str | None], UnitOverride] | None = None,
-):  # type: ignore[no-untyped-def]
+) -> list[ChannelDefined]:
     """Return the definitions of a vector's channels."""
     return [
         channel.definition for channel in channel_definitions("Dev", vec, overrides)
@@ -109,7 +110,7 @@ def only(
 def test_standard_properties_have_their_units(
     vector_name: str, member: str, unit: str | None, device_class: str | None
 ) -> None:
-    """indilib's standard names (whole names, never substrings) give the unit and device class."""
+    """The standard names of indilib (whole names, never substrings) give the unit and device class."""
     quantity = standard_quantity(vector_name, member)
     assert quantity is not None
     assert (quantity.unit, quantity.device_class) == (unit, device_class)
@@ -181,7 +182,7 @@ def test_sexagesimal_numbers_get_the_precision_of_their_format() -> None:
 
 
 def test_override_lines() -> None:
-    """device / property [/ member] = unit [, class]; comments and blank lines ignored; bad lines refused."""
+    """Lines of "device / property [/ member] = unit [, class]"; comments and blank lines ignored; bad ones refused."""
     parsed = parse_unit_overrides(
         "# comment\n\n Thermostat / targetvector / target = °C, Temperature \nCCD Simulator/CCD_GAIN=\n"
     )
@@ -466,7 +467,7 @@ def test_text_xml_cannot_carry_is_refused(text: str) -> None:
 
 
 def test_a_wrapped_blob_just_under_the_cap_counts_its_bytes_not_its_newlines() -> None:
-    """indilib wraps base64 every 72 columns: the decoded length, not the text's, meets the cap."""
+    """A BLOB wrapped every 72 columns (as indilib sends them): its decoded length meets the cap, not its text."""
     data = bytes(range(256)) * 4000  # 1 024 000 bytes
     text = base64.b64encode(data).decode()
     wrapped = "\n".join(text[i : i + 72] for i in range(0, len(text), 72))

@@ -1150,3 +1150,54 @@ async def test_slow_consumer_pauses_reading_instead_of_queueing_without_bound(
     values = [e.value for e in value_readings(recorder)]
     assert values == [pytest.approx(20 + i / 1000) for i in range(2000)]
     assert source.diagnostics()["queued_bytes"] == 0
+
+
+async def test_actions_only_for_command_switches(
+    start_source: StartSource, indi_server: FakeIndiServer, recorder: EventRecorder
+) -> None:
+    """A button's press sends its member On; a channel that is not a command is no action."""
+    abort = (
+        '<defSwitchVector device="Mount" name="TELESCOPE_ABORT_MOTION" label="Abort Motion" group="Main" '
+        'state="Idle" perm="rw" rule="AtMostOne"><defSwitch name="ABORT" label="Abort">Off</defSwitch>'
+        "</defSwitchVector>"
+    )
+    indi_server.reply_rules.append(answer("TELESCOPE_ABORT_MOTION"))
+    source = await start_source(MOUNT_DEFS + abort)
+    button = await wait_defined(recorder, "Mount", "TELESCOPE_ABORT_MOTION.ABORT")
+    assert button.kind is ChannelKind.ACTION
+    result = await source.async_run_action("Mount", "TELESCOPE_ABORT_MOTION.ABORT")
+    assert result.state == "Ok"
+    sent = [e for e in indi_server.all_received() if e.startswith(b"<new")]
+    assert sent_members(sent[0]) == [("ABORT", "On")]
+    with pytest.raises(UnknownTarget):
+        await source.async_run_action("Mount", "OPTIONS.BEEP")
+
+
+async def test_a_name_that_must_change_while_deleted_stays_unavailable(
+    start_source: StartSource, indi_server: FakeIndiServer, recorder: EventRecorder
+) -> None:
+    """A new property takes a deleted one's name: both get their group, the deleted one stays removed."""
+    frame = (
+        '<defNumberVector device="Cam" name="{name}" label="Frame" group="{group}" state="Idle" perm="rw">'
+        '<defNumber name="X" label="Left" format="%g" min="0" max="0" step="0">0</defNumber></defNumberVector>'
+    )
+    await start_source(frame.format(name="CCD_FRAME", group="Image Settings"))
+    assert (await wait_defined(recorder, "Cam", "CCD_FRAME.X")).label == "Frame"
+    await indi_server.send('<delProperty device="Cam" name="CCD_FRAME"/>')
+    await recorder.wait_for(ChannelRemoved)
+    await indi_server.send(frame.format(name="GUIDER_FRAME", group="Guider Head"))
+    guider = await wait_defined(recorder, "Cam", "GUIDER_FRAME.X")
+    renamed = await wait_defined(recorder, "Cam", "CCD_FRAME.X", count=2)
+    assert (guider.label, renamed.label) == (
+        "Guider Head Frame",
+        "Image Settings Frame",
+    )
+    removed = recorder.of_type(ChannelRemoved)
+    assert removed == [
+        ChannelRemoved("Cam", "CCD_FRAME.X"),
+        ChannelRemoved("Cam", "CCD_FRAME.X"),
+    ]
+    positions = [
+        i for i, e in enumerate(recorder.events) if isinstance(e, ChannelRemoved)
+    ]
+    assert positions[-1] > recorder.events.index(renamed)

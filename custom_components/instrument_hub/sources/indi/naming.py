@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+import functools
 import re
 from typing import Final
 
@@ -104,8 +105,12 @@ def member_name(vector_label: str, member_label: str) -> str:
     return f"{vector_label} {member_label}"
 
 
+@functools.lru_cache(maxsize=4096)
 def slug(name: str) -> str:
-    """Return what Home Assistant's entity ids make of a name, roughly: lower case, words joined by _."""
+    """Return what Home Assistant's entity ids make of a name, roughly: lower case, words joined by _.
+
+    Cached: every definition re-checks the names of its device's channels, which rarely change.
+    """
     return _SLUG_SEPARATORS.sub("_", name.lower()).strip("_")
 
 
