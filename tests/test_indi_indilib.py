@@ -15,6 +15,7 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
+from homeassistant.util.unit_system import US_CUSTOMARY_SYSTEM
 import pytest
 from pytest_homeassistant_custom_component.common import snapshot_platform
 from syrupy.assertion import SnapshotAssertion
@@ -366,3 +367,40 @@ async def test_unit_lines_that_no_longer_parse_are_ignored(
     state = hass.states.get(polling)
     assert state is not None
     assert state.attributes["unit_of_measurement"] == "ms"
+
+
+async def test_a_set_point_in_a_us_locale_is_converted(
+    hass: HomeAssistant, indi_server: FakeIndiServer
+) -> None:
+    """The thermostat labels its members "(C)": with °F as the unit system both show °F, 60 °F goes out as °C."""
+    hass.config.units = US_CUSTOMARY_SYSTEM
+    indi_server.definitions = [
+        '<defNumberVector device="Thermostat" name="temperaturevector" label="Temperature" group="Values" '
+        'state="Ok" perm="ro"><defNumber name="temperature" label="Temperature (C)" format="%3.1f" min="-50" '
+        'max="99" step="0">20.00</defNumber></defNumberVector>'
+        '<defNumberVector device="Thermostat" name="targetvector" label="Target" group="Values" state="Ok" '
+        'perm="rw" timeout="0"><defNumber name="target" label="Target (C)" format="%3.1f" min="-50" max="99" '
+        'step="0">15.00</defNumber></defNumberVector>'
+    ]
+    indi_server.reply_rules.append(
+        lambda element: b'<setNumberVector device="Thermostat" name="targetvector" state="Ok">'
+        b'<oneNumber name="target">15.56</oneNumber></setNumberVector>'
+        if b"targetvector" in element
+        else None
+    )
+    entry_id = (await setup_indi_entry(hass, indi_server)).entry_id
+    temperature = await wait_for_entity(
+        hass, "sensor", _uid(entry_id, "Thermostat", "temperaturevector.temperature")
+    )
+    target = await wait_for_entity(
+        hass, "number", _uid(entry_id, "Thermostat", "targetvector.target")
+    )
+    assert state_of(hass, temperature) == "68.0"
+    assert state_of(hass, target) == "59.0"
+    await hass.services.async_call(
+        "number", "set_value", {"entity_id": target, "value": 60}, blocking=True
+    )
+    (sent,) = [e for e in indi_server.all_received() if e.startswith(b"<new")]
+    value = float(sent.split(b'<oneNumber name="target">')[1].split(b"<")[0])
+    assert value == pytest.approx((60 - 32) * 5 / 9)  # 15.56 °C, not 60 °C
+    assert float(state_of(hass, target)) == pytest.approx(60.0, abs=0.1)
