@@ -116,9 +116,9 @@ async def test_thermostat_through_home_assistant(
     # system is °F sees both in °F and sets the target in °F.
     target_state = hass.states.get(target)
     assert target_state is not None
-    for state in (first, target_state):
-        assert state.attributes["unit_of_measurement"] == "°C"
-        assert state.attributes["device_class"] == "temperature"
+    for shown in (first, target_state):
+        assert shown.attributes["unit_of_measurement"] == "°C"
+        assert shown.attributes["device_class"] == "temperature"
     await wait_for_state(hass, temperature, state_not(first.state))
 
     # Setting the target changes the server's value; the state is the server's reply.
