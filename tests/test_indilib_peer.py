@@ -13,6 +13,7 @@ from collections.abc import Callable
 import logging
 import os
 from pathlib import Path
+import re
 import signal
 import time
 from typing import Any
@@ -86,6 +87,17 @@ async def _entity(
     return await wait_for_entity(hass, platform, f"{entry_id}:{device}:{key}")
 
 
+LAST_DEFINED = {
+    MOUNT: ("number", "GUIDE_RATE.GUIDE_RATE_WE"),
+    CAMERA: ("text", "FILTER_NAME.FILTER_SLOT_NAME_1"),
+    WEATHER_STATION: ("number", "WEATHER_CONTROL.Weather"),
+    "Focuser Simulator": ("number", "DELAY.DELAY_VALUE"),
+    "Filter Simulator": ("text", "FILTER_NAME.FILTER_SLOT_NAME_1"),
+    "GPS Simulator": ("number", "GPS_REFRESH_PERIOD.PERIOD"),
+}
+"""The (enabled) property each simulator defines last when it connects: once it is there, all of them are."""
+
+
 async def _connect(hass: HomeAssistant, entry_id: str, device: str, key: str) -> str:
     """Press Connect on a device and wait for a property it defines only once connected; return that entity."""
     connection = await _entity(hass, entry_id, "select", device, "CONNECTION")
@@ -98,6 +110,9 @@ async def _connect(hass: HomeAssistant, entry_id: str, device: str, key: str) ->
     platform = "button" if "ABORT" in key else "number"
     entity_id = await _entity(hass, entry_id, platform, device, key)
     await wait_for_state(hass, entity_id, state_not(STATE_UNAVAILABLE))
+    if (last := LAST_DEFINED.get(device)) is not None:
+        await _entity(hass, entry_id, last[0], device, last[1])
+        await hass.async_block_till_done()
     return entity_id
 
 
@@ -178,6 +193,14 @@ async def test_the_observatory_through_the_flow(
     entries = er.async_entries_for_config_entry(registry, entry_id)
     names = Counter((e.device_id, e.original_name) for e in entries)
     assert [name for name, count in names.items() if count > 1] == []
+    # Home Assistant made no "_2" entity ids: every trailing number is the name's own ("Preset 2").
+    suffixed = [
+        e.entity_id
+        for e in entries
+        if re.search(r"_\d+$", e.entity_id)
+        and not re.search(r"\d$", e.original_name or "")
+    ]
+    assert suffixed == []
     camera_names = [
         e.original_name
         for e in entries
