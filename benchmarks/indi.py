@@ -190,3 +190,66 @@ async def indi_parser(settings: Settings) -> Measurement:
             f"{stream.elements} el, {len(stream.data) / 1e6:.1f} MB ({mix})",
         ],
     )
+
+
+INDILIB_CAPTURE: Final = "tests/fixtures/indi/indilib_telescope_weather.xml"
+
+
+@row(
+    "indi-defs",
+    "indi: indilib definitions -> channels (telescope + weather)",
+    source="indi",
+)
+async def indi_definitions(settings: Settings) -> Measurement:
+    """CPU per definition of indilib's answer to getProperties: parse, model, names, units, channels.
+
+    The captured definitions of indilib's telescope and weather simulators (59 vectors, about 140 channels)
+    go through the source's own steps, with names kept unique per device (each definition re-checks the
+    device's names), into a list; no Home Assistant runs.
+    """
+    from custom_components.instrument_hub.sources.indi.model import (  # noqa: PLC0415
+        Device,
+        Vector,
+    )
+    from custom_components.instrument_hub.sources.indi.protocol import (  # noqa: PLC0415
+        DefVector,
+        ElementSplitter,
+        parse_element,
+    )
+    from custom_components.instrument_hub.sources.indi.publish import (  # noqa: PLC0415
+        Publisher,
+    )
+
+    from .harness import REPO_ROOT  # noqa: PLC0415
+
+    capture = (REPO_ROOT / INDILIB_CAPTURE).read_bytes()
+    elements = ElementSplitter().feed(capture)
+    passes = max(1, settings.events // len(elements))
+    samples: list[float] = []
+    channels = 0
+    for repeat in range(-1, settings.repeats):
+        begin = cpu_ns()
+        for _ in range(passes):
+            events: list[object] = []
+            publisher = Publisher(events.append, {})
+            devices: dict[str, Device] = {}
+            for raw in elements:
+                definition = parse_element(raw)
+                if not isinstance(definition, DefVector):
+                    raise BenchError(f"not a definition: {raw[:60]!r}")
+                device = devices.setdefault(
+                    definition.device, Device(definition.device)
+                )
+                vector = Vector.from_def(definition)
+                device.vectors[vector.name] = vector
+                publisher.define(device, vector, ())
+            channels = sum(len(device.channels) for device in devices.values())
+        end = cpu_ns()
+        if repeat >= 0:
+            samples.append((end - begin) / (passes * len(elements)) / 1000)
+    return Measurement(
+        samples,
+        [
+            f"{len(elements)} definitions, {channels} channels, {passes} passes per repeat"
+        ],
+    )

@@ -4,6 +4,7 @@ It serves one INDI device, "Thermostat":
 
     temperaturevector / temperature  Number, ro, -50..99: a new reading every --poll seconds
     targetvector / target            Number, rw, -50..99: the set point of the simulated heater
+                                     (both labelled "... (C)", indilib's way of stating the unit)
     switchvector / switchmember      Switch, rw, rule AtMostOne: "On" records the readings into log files
     logsvector / templogs            BLOB, ro, format .csv: one log file per --logperiod seconds while recording
 
@@ -20,6 +21,7 @@ With --extras a second device, "Extras", shows the other INDI property kinds and
 
 Every --cycle seconds one step of a four-step cycle runs: 1. update the light and the hour angle,
 2. delProperty of havector, 3. delProperty of the whole device, 4. define all three vectors again.
+With --steady only step 1 runs (scripts/develop: a device that does not come and go).
 
 Once the port is listening the process prints one line "serving on HOST:PORT" (flushed) on stdout; with --port 0
 the port the system chose is printed. SIGTERM or SIGINT shuts the server down and the process exits with
@@ -149,9 +151,13 @@ class TemperatureLog:
 class Extras:
     """The optional second device: a Light, a rw Text and a sexagesimal Number that come and go."""
 
-    def __init__(self, cycle: float) -> None:
-        """Build the device; *cycle* is the number of seconds between two steps of its cycle."""
+    def __init__(self, cycle: float, *, steady: bool = False) -> None:
+        """Build the device; *cycle* is the number of seconds between two steps of its cycle.
+
+        A *steady* device only updates its light and hour angle: it never deletes and re-defines itself.
+        """
         self._cycle = cycle
+        self._steady = steady
         self._light = ipd.LightVector(
             name="heaterlight",
             label="Heater status",
@@ -208,7 +214,7 @@ class Extras:
         step = 0
         while not await driver.stop_requested_within(self._cycle):
             step += 1
-            match step % 4:
+            match 1 if self._steady else step % 4:
                 case 1:
                     self._light["heater"] = (
                         "Alert" if self._light["heater"] == "Ok" else "Ok"
@@ -262,6 +268,8 @@ class ThermostatDriver(ipd.IPyDriver):
                     numbermembers=[
                         ipd.NumberMember(
                             name="temperature",
+                            # The label states the unit (indilib's convention), so clients need not guess.
+                            label="Temperature (C)",
                             format="%3.1f",
                             min=str(int(TARGET_MIN)),
                             max=str(int(TARGET_MAX)),
@@ -278,6 +286,7 @@ class ThermostatDriver(ipd.IPyDriver):
                     numbermembers=[
                         ipd.NumberMember(
                             name="target",
+                            label="Target (C)",
                             format="%3.1f",
                             min=str(int(TARGET_MIN)),
                             max=str(int(TARGET_MAX)),
@@ -498,6 +507,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="seconds per step of the Extras cycle",
     )
     parser.add_argument(
+        "--steady",
+        action="store_true",
+        help="the Extras device only updates its values: no deleting and re-defining itself",
+    )
+    parser.add_argument(
         "--maxconnections", type=int, choices=range(1, 11), default=5, metavar="1..10"
     )
     parser.add_argument(
@@ -530,7 +544,7 @@ async def _wait_listening(
 
 async def serve(options: argparse.Namespace) -> int:
     """Run the server until SIGTERM/SIGINT (exit status 0) or until it ends by itself (status 1)."""
-    extras = Extras(options.cycle) if options.extras else None
+    extras = Extras(options.cycle, steady=options.steady) if options.extras else None
     driver = ThermostatDriver(
         Heater(options.target), TemperatureLog(options.logperiod), options.poll, extras
     )

@@ -108,8 +108,9 @@ async def set_property(
     device: str,
     prop: str,
     values: dict[str, object],
+    **fields: object,
 ) -> ServiceResponse:
-    """Call instrument_hub.set_property as an automation would, and return its response."""
+    """Call instrument_hub.set_property as an automation would (more ``fields``: timeout), return its response."""
     return await hass.services.async_call(
         DOMAIN,
         "set_property",
@@ -118,6 +119,7 @@ async def set_property(
             "device": device,
             "property": prop,
             "values": values,
+            **fields,
         },
         blocking=True,
         return_response=True,
@@ -154,11 +156,15 @@ async def setup_indi_entry(
 
 
 def indi_entry(
-    hass: HomeAssistant, port: int, options: dict[str, object] | None = None
+    hass: HomeAssistant,
+    port: int,
+    options: dict[str, object] | None = None,
+    entry_id: str | None = None,
 ) -> MockConfigEntry:
-    """Add an INDI entry for 127.0.0.1:port, added to hass (not set up)."""
+    """Add an INDI entry for 127.0.0.1:port, added to hass (not set up); a fixed ``entry_id`` for snapshots."""
     entry = MockConfigEntry(
         domain=DOMAIN,
+        entry_id=entry_id,
         title=f"INDI server 127.0.0.1:{port}",
         unique_id=f"indi:127.0.0.1:{port}",
         data={CONF_SOURCE_KIND: SOURCE_INDI, CONF_HOST: "127.0.0.1", CONF_PORT: port},

@@ -157,9 +157,13 @@ class PeerProcess:
         """Return the exit status (negative: killed by that signal), None while running."""
         return None if self._proc is None else self._proc.poll()
 
+    def program(self) -> Path:
+        """Return the executable the arguments are given to (the .venv-peers interpreter)."""
+        return peer_python()
+
     def command(self) -> list[str]:
         """Return the full command line."""
-        return [str(peer_python()), *self.args]
+        return [str(self.program()), *self.args]
 
     def start(self) -> Self:
         """Start the process (stopping a previous one first); return self."""
@@ -170,11 +174,7 @@ class PeerProcess:
         )
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{self.name}-{self.port}.log"
-        env = dict(os.environ if self._env is None else self._env)
-        # The simulators are imported from the repository; nothing of the test venv may leak in.
-        env.pop("PYTHONHOME", None)
-        env["PYTHONPATH"] = str(ROOT)
-        env["PYTHONUNBUFFERED"] = "1"
+        env = self.environment()
         self._log = self.log_path.open("ab")
         self._log.write(f"--- {' '.join(command)}\n".encode())
         self._log.flush()
@@ -194,6 +194,15 @@ class PeerProcess:
             self._close_log()
             raise
         return self
+
+    def environment(self) -> dict[str, str]:
+        """Return the environment the process starts with."""
+        env = dict(os.environ if self._env is None else self._env)
+        # The simulators are imported from the repository; nothing of the test venv may leak in.
+        env.pop("PYTHONHOME", None)
+        env["PYTHONPATH"] = str(ROOT)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> float:
         """Wait until the peer accepts connections; return the seconds waited."""

@@ -460,21 +460,22 @@ async def test_nothing_coalesced_below_maxsize(make: Factory) -> None:
     assert instance.stats()["coalesced"] == 0
 
 
-async def test_happenings_are_never_coalesced(make: Factory) -> None:
-    """Over maxsize, fired events and received files of one channel all get through, in order."""
+async def test_files_and_happenings_are_never_coalesced(make: Factory) -> None:
+    """Under pressure a file (BlobData) or an event (EventData) is not "a newer value": each is kept."""
+    replaced: list[Reading] = []
     instance, recorder = await blocked(
-        make, maxsize=1, coalesce_key=reading_coalesce_key
+        make, maxsize=1, coalesce_key=reading_coalesce_key, on_coalesced=replaced.append
     )
-    happenings = [
-        *(Reading("d", "pulse", EventData("pulse", {"n": n})) for n in range(5)),
-        *(Reading("d", "log", BlobData(b"%d" % n, ".csv", 1)) for n in range(5)),
+    frames = [
+        Reading("cam", "image", BlobData(b"frame%d" % n, ".fits", 6)) for n in range(4)
     ]
-    handles = [instance.send(item) for item in happenings]
+    fired = [Reading("dev", "pulse", EventData("pulse", {"n": n})) for n in range(3)]
+    handles = [instance.send(item) for item in (*frames, *fired)]
     recorder.gate.set()
     async with asyncio.timeout(TIMEOUT):
         await asyncio.gather(*(h.wait() for h in handles))
-    assert recorder.after_block() == happenings
-    assert instance.stats()["coalesced"] == 0
+    assert recorder.after_block() == [*frames, *fired]
+    assert replaced == []
 
 
 async def test_coalescing_replaces_latest_twin_only(make: Factory) -> None:

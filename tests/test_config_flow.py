@@ -31,6 +31,7 @@ from custom_components.instrument_hub.const import (
     DOMAIN,
 )
 from custom_components.instrument_hub.kinds import KINDS
+from custom_components.instrument_hub.kinds.indi import CONF_UNITS
 
 from .fake_source import FAKE, FakeKind
 from .helpers import SOURCE_INDI
@@ -232,6 +233,7 @@ async def test_options_defaults_validation_and_save(
         CONF_BLOB_FOLDER: "instrument_hub",
         CONF_BLOB_MAX_MB: 50,
         CONF_BLOB_KEEP: 100,
+        CONF_UNITS: "",
     }
     for bad_folder in ("../outside", "/etc", "a/../../b", "  "):
         result = await hass.config_entries.options.async_configure(
@@ -261,16 +263,46 @@ async def test_options_defaults_validation_and_save(
         CONF_BLOB_FOLDER: "indi/logs",
         CONF_BLOB_MAX_MB: 5,
         CONF_BLOB_KEEP: 3,
+        CONF_UNITS: "",
     }
 
 
 async def test_options_form_is_the_kinds_own_step(
     hass: HomeAssistant, mock_setup_entry: AsyncMock
 ) -> None:
-    """An INDI entry's options are its file options, under their own step (and translations)."""
+    """An INDI entry's options (files, units) are its own step, with their own translations."""
     entry = _indi_entry(hass, 7624)
     result = await hass.config_entries.options.async_init(entry.entry_id)
-    assert result["step_id"] == "files"
+    assert result["step_id"] == "indi"
+
+
+async def test_unit_lines_are_checked_and_kept(
+    hass: HomeAssistant, mock_setup_entry: AsyncMock
+) -> None:
+    """Unit lines that do not parse, name no device class or a unit it cannot have are refused."""
+    entry = _indi_entry(hass, 7624)
+    files = {
+        CONF_BLOBS_ENABLED: True,
+        CONF_BLOB_FOLDER: "instrument_hub",
+        CONF_BLOB_MAX_MB: 50,
+        CONF_BLOB_KEEP: 100,
+    }
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    for lines, error in (
+        ("Thermostat targetvector °C", "invalid_unit_line"),
+        ("Thermostat / targetvector = °C, warmth", "invalid_device_class"),
+        ("Thermostat / targetvector = m, temperature", "unit_not_for_device_class"),
+    ):
+        result = await hass.config_entries.options.async_configure(
+            result["flow_id"], {**files, CONF_UNITS: lines}
+        )
+        assert result["errors"] == {CONF_UNITS: error}, lines
+    units = "# mine\nThermostat / targetvector / target = °C, temperature\nCCD Simulator / CCD_GAIN ="
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {**files, CONF_UNITS: f"  {units}\n"}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options[CONF_UNITS] == units
 
 
 async def test_invalid_host_is_refused_before_connecting(

@@ -908,3 +908,93 @@ async def test_last_message_survives_a_reload(
     source.push(Message("bench", "drifting", MessageLevel.WARNING))
     await _settle(hass, entry)
     assert state_of(hass, last) == "drifting"
+
+
+async def test_attributes_come_with_the_definition_and_readings(
+    hass: HomeAssistant, fake_kind: FakeKind
+) -> None:
+    """A channel's attributes show on its entity; a reading with attributes replaces them, one without keeps them."""
+    state_channel = _channel(
+        "bench",
+        "slew",
+        ChannelKind.NUMERIC,
+        writable=True,
+        value=1.0,
+        attributes={"property_state": "idle"},
+    )
+    entry, source = await _setup(hass, fake_kind, (*EVERYTHING, state_channel))
+    slew = _entity_id(hass, "number", f"{FAKE_ENTRY_ID}:bench:slew")
+    state = hass.states.get(slew)
+    assert state is not None
+    assert state.attributes["property_state"] == "idle"
+
+    source.push(Reading("bench", "slew", 2.0, attributes={"property_state": "busy"}))
+    await _settle(hass, entry)
+    state = hass.states.get(slew)
+    assert state is not None
+    assert (state.state, state.attributes["property_state"]) == ("2.0", "busy")
+    source.push(Reading("bench", "slew", 3.0))
+    await _settle(hass, entry)
+    state = hass.states.get(slew)
+    assert state is not None
+    assert (state.state, state.attributes["property_state"]) == ("3.0", "busy")
+
+
+async def test_registry_entries_a_channel_supersedes_are_removed(
+    hass: HomeAssistant, fake_kind: FakeKind, entity_registry: er.EntityRegistry
+) -> None:
+    """An entry left on another platform by an earlier run (switch -> button), and replaced channels, go."""
+    entry = fake_entry(hass)
+    old_switch = entity_registry.async_get_or_create(
+        "switch", DOMAIN, f"{FAKE_ENTRY_ID}:bench:abort", config_entry=entry
+    )
+    old_select = entity_registry.async_get_or_create(
+        "select", DOMAIN, f"{FAKE_ENTRY_ID}:bench:config", config_entry=entry
+    )
+    kept = entity_registry.async_get_or_create(
+        "sensor", DOMAIN, f"{FAKE_ENTRY_ID}:bench:voltage", config_entry=entry
+    )
+    abort = _channel("bench", "abort", ChannelKind.ACTION, writable=True)
+    save = ChannelDefined(
+        "bench",
+        join_key("config", "save"),
+        ChannelKind.ACTION,
+        writable=True,
+        label="Save",
+        replaces=(join_key("config"),),
+    )
+    source = FakeSource(initial=[*EVERYTHING, abort, save])
+    fake_kind.next_sources.append(source)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await _settle(hass, entry)
+    assert entity_registry.async_get(old_switch.entity_id) is None
+    assert entity_registry.async_get(old_select.entity_id) is None
+    assert entity_registry.async_get(kept.entity_id) is not None
+    assert _entity_id(hass, "button", f"{FAKE_ENTRY_ID}:bench:abort")
+    assert _entity_id(hass, "button", f"{FAKE_ENTRY_ID}:bench:config.save")
+
+    # A channel replaced within the run leaves the model too: its readings are ignored.
+    ignored = entry.runtime_data.ignored_readings
+    source.push(Reading("bench", "config", "x"))
+    await _settle(hass, entry)
+    assert entry.runtime_data.ignored_readings == ignored + 1
+
+
+async def test_messages_of_a_disconnected_device_still_arrive(
+    hass: HomeAssistant, fake_kind: FakeKind
+) -> None:
+    """A device whose hardware link is off keeps its Message event and Last message (why connecting failed)."""
+    entry, source = await _setup(hass, fake_kind)
+    source.push(DeviceConnection("bench", connected=False))
+    source.push(Message("bench", "Port not found", MessageLevel.ERROR))
+    await _settle(hass, entry)
+    event = hass.states.get(
+        _entity_id(hass, "event", f"{FAKE_ENTRY_ID}:bench:_messages")
+    )
+    assert event is not None
+    assert (event.attributes["event_type"], event.attributes["message"]) == (
+        "error",
+        "Port not found",
+    )
+    last = _entity_id(hass, "sensor", f"{FAKE_ENTRY_ID}:bench:_last_message")
+    assert state_of(hass, last) == "Port not found"

@@ -24,7 +24,6 @@ from .helpers import (
     set_property,
     setup_indi_entry,
     state_is,
-    state_of,
     wait_for_entity,
     wait_for_state,
 )
@@ -72,12 +71,12 @@ def short_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_abort_goes_out_while_a_slew_waits_for_the_mount(
     hass: HomeAssistant, indi_server: FakeIndiServer
 ) -> None:
-    """The Abort's write completes at once while the slew's write still waits for its final state."""
+    """The Abort button's press completes at once while the slew's write still waits for its answer."""
     indi_server.definitions = [SLEW_DEF, ABORT_DEF]
     indi_server.reply_rules.append(
         lambda element: (
             f'<setSwitchVector device="{MOUNT}" name="TELESCOPE_ABORT_MOTION" state="Ok">'
-            '<oneSwitch name="ABORT">On</oneSwitch></setSwitchVector>'
+            '<oneSwitch name="ABORT">Off</oneSwitch></setSwitchVector>'
         ).encode()
         if b"TELESCOPE_ABORT_MOTION" in element
         else None
@@ -87,7 +86,7 @@ async def test_abort_goes_out_while_a_slew_waits_for_the_mount(
         hass, "number", _uid(entry.entry_id, "EQUATORIAL_EOD_COORD.RA")
     )
     abort = await wait_for_entity(
-        hass, "switch", _uid(entry.entry_id, "TELESCOPE_ABORT_MOTION.ABORT")
+        hass, "button", _uid(entry.entry_id, "TELESCOPE_ABORT_MOTION.ABORT")
     )
 
     slew = hass.async_create_task(
@@ -98,9 +97,9 @@ async def test_abort_goes_out_while_a_slew_waits_for_the_mount(
     await indi_server.wait_received(b"<newNumberVector")
     async with asyncio.timeout(5):
         await hass.services.async_call(
-            "switch", "turn_on", {"entity_id": abort}, blocking=True
+            "button", "press", {"entity_id": abort}, blocking=True
         )
-    assert state_of(hass, abort) == "on"
+    assert b'<oneSwitch name="ABORT">On</oneSwitch>' in indi_server.received
     assert not slew.done()
 
     # The mount stops where it is and says so: the slew's write ends with that answer.

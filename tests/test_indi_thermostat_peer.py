@@ -112,6 +112,13 @@ async def test_thermostat_through_home_assistant(
     # The temperature follows the server's pushes (every 0.2 s, ±0.2 °C).
     first = hass.states.get(temperature)
     assert first is not None
+    # Both are °C, as the simulator's labels state ("Temperature (C)", "Target (C)"): a user whose unit
+    # system is °F sees both in °F and sets the target in °F.
+    target_state = hass.states.get(target)
+    assert target_state is not None
+    for shown in (first, target_state):
+        assert shown.attributes["unit_of_measurement"] == "°C"
+        assert shown.attributes["device_class"] == "temperature"
     await wait_for_state(hass, temperature, state_not(first.state))
 
     # Setting the target changes the server's value; the state is the server's reply.

@@ -34,6 +34,9 @@ thermostat = indi_thermostat_fixture("thermostat", poll=0.2, logperiod=1.0)
 thermostat_extras = indi_thermostat_fixture(
     "thermostat_extras", poll=0.2, extras=True, cycle=0.5
 )
+steady_extras = indi_thermostat_fixture(
+    "steady_extras", poll=0.2, extras=True, cycle=0.1, extra_args=("--steady",)
+)
 
 GET_PROPERTIES = '<getProperties version="1.7"/>'
 WAIT = 5.0  # seconds allowed for an expected message (the simulator answers within milliseconds)
@@ -287,6 +290,25 @@ async def test_extras_device(thermostat_extras: ThermostatPeer) -> None:
     assert member is not None and member.get("format") == "%010.6m"
     assert (echoed.get("state"), echoed.findtext("oneText")) == ("Ok", "a & b")
     assert deleted.get("name") == "havector"
+
+
+async def test_a_steady_extras_device_stays(steady_extras: ThermostatPeer) -> None:
+    """With --steady the Extras device updates its light every cycle and never deletes itself."""
+    host, port, _ = steady_extras
+    async with indi_client(host, port) as client:
+        await client.send(GET_PROPERTIES)
+        await client.element(vector("defNumberVector", "Extras", "havector"))
+        # Eight cycles: a churning device would have deleted a vector and itself twice meanwhile.
+        lights = await client.elements(
+            lambda e: e.tag in ("setLightVector", "delProperty")
+            and e.get("device") == "Extras",
+            count=8,
+        )
+    assert {e.tag for e in lights} == {"setLightVector"}
+    assert [e.findtext("oneLight") for e in lights[:2]] in (
+        ["Ok", "Alert"],
+        ["Alert", "Ok"],
+    )
 
 
 def test_stop_frees_port(socket_enabled: None, tmp_path: Path) -> None:

@@ -138,6 +138,7 @@ class InstrumentHubEntity(Entity):
                 # The device's own label; fixed channels (label None) are named by their translation key.
                 self._attr_name = definition.label
             self._apply_definition(definition)
+        self._attr_extra_state_attributes = dict(channel.attributes)
         self._apply_value(channel)
 
     def _apply_definition(self, definition: ChannelDefined) -> None:

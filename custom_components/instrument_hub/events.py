@@ -118,6 +118,9 @@ class ChannelDefined:
     ``last_reset`` goes with ``TOTAL`` (a source re-defines the channel when its meter resets).
     ``precision`` is the suggested display precision; ``category`` and ``enabled_by_default`` say
     whether the entity is a diagnostic/config one and whether it starts enabled (noisy ones do not).
+    ``attributes`` are the entity's extra state attributes (a reading may replace them). ``replaces``
+    names channels of the same device this one supersedes (a source that now maps a thing to other
+    channels): their entities are removed from the registry.
     """
 
     device_key: str
@@ -140,6 +143,8 @@ class ChannelDefined:
     enabled_by_default: bool = True
     state_class: StateClass | None = StateClass.MEASUREMENT
     last_reset: datetime | None = None
+    attributes: Mapping[str, object] = field(default_factory=dict)
+    replaces: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,12 +157,16 @@ class ChannelRemoved:
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One pushed value of a channel (None or NaN: the device has no valid value, shown as unknown)."""
+    """One pushed value of a channel (None or NaN: the device has no valid value, shown as unknown).
+
+    ``attributes``, when given, replace the channel's extra state attributes (None: unchanged).
+    """
 
     device_key: str
     channel_key: str
     value: object
     timestamp: datetime | None = None
+    attributes: Mapping[str, object] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,6 +86,7 @@ class ChannelState:
     platform: Platform
     value: object = None
     timestamp: datetime | None = None
+    attributes: dict[str, object] = field(default_factory=dict)
     defined: bool = True
     event_seq: int = 0
     last_event: tuple[str, dict[str, Any]] | None = None
@@ -115,6 +116,19 @@ class _Command:
     lane: Hashable
     call: CommandCall
     description: str
+
+
+CHANNEL_PLATFORMS = (
+    Platform.BINARY_SENSOR,
+    Platform.BUTTON,
+    Platform.EVENT,
+    Platform.NUMBER,
+    Platform.SELECT,
+    Platform.SENSOR,
+    Platform.SWITCH,
+    Platform.TEXT,
+)
+"""Every platform a channel may be shown on (see platform_for)."""
 
 
 def platform_for(definition: ChannelDefined) -> Platform:
@@ -450,6 +464,8 @@ class Hub:
             translation_key="message",
             options=tuple(level.value for level in MessageLevel),
             category=ChannelCategory.DIAGNOSTIC,
+            # What a device says while disconnected (why connecting failed) is what matters most.
+            keeps_available=True,
         )
 
     @staticmethod
@@ -463,6 +479,7 @@ class Hub:
             label=None,
             translation_key="last_message",
             category=ChannelCategory.DIAGNOSTIC,
+            keeps_available=True,
         )
 
     @callback
@@ -600,10 +617,14 @@ class Hub:
     def _add_channel(self, device: DeviceState, definition: ChannelDefined) -> None:
         platform = platform_for(definition)
         device.channels[definition.channel_key] = ChannelState(
-            definition=definition, platform=platform, value=definition.value
+            definition=definition,
+            platform=platform,
+            value=definition.value,
+            attributes=dict(definition.attributes),
         )
         if device.info.device_key != HUB_DEVICE_KEY:
             self._migrate_unique_id(device, definition.channel_key, platform)
+            self._remove_superseded(device, definition, platform)
         async_dispatcher_send(
             self.hass,
             self.signal_new_channel(platform),
@@ -632,6 +653,30 @@ class Hub:
         if entity_id := registry.async_get_entity_id(platform, DOMAIN, legacy):
             registry.async_update_entity(entity_id, new_unique_id=unique_id)
 
+    def _remove_superseded(
+        self, device: DeviceState, definition: ChannelDefined, platform: Platform
+    ) -> None:
+        """Remove the registry entries a new channel supersedes, left by an earlier run.
+
+        Its own unique id on another platform (an older version showed the channel as another kind of
+        entity: a switch that is now a button) and the channels it ``replaces`` (a select whose options
+        are now buttons). Within a run a platform change already replaces the entity (see
+        _channel_defined); across restarts the old entry would stay behind as "no longer provided".
+        """
+        registry = er.async_get(self.hass)
+        for key in (definition.channel_key, *definition.replaces):
+            unique_id = f"{device.identifier}:{key}"
+            for other in CHANNEL_PLATFORMS:
+                if key == definition.channel_key and other == platform:
+                    continue
+                if entity_id := registry.async_get_entity_id(other, DOMAIN, unique_id):
+                    registry.async_remove(entity_id)
+            if key != definition.channel_key and key in device.channels:
+                del device.channels[key]
+                listeners = self._listeners.get(device.info.device_key)
+                if listeners is not None:
+                    listeners.pop(key, None)
+
     def _channel_defined(self, definition: ChannelDefined) -> None:
         device = self._ensure_device(definition.device_key)
         channel = device.channels.get(definition.channel_key)
@@ -647,6 +692,7 @@ class Hub:
         # A re-definition updates the existing entity in place (label, range, options, value).
         channel.definition = definition
         channel.defined = True
+        channel.attributes = dict(definition.attributes)
         if definition.value is not None:
             channel.value = definition.value
         self._notify_channel(definition.device_key, definition.channel_key)
@@ -684,6 +730,8 @@ class Hub:
             self._fire(channel, value.event_type, dict(value.attributes))
         else:
             channel.value = value
+        if reading.attributes is not None:
+            channel.attributes = dict(reading.attributes)
         channel.timestamp = reading.timestamp or dt_util.utcnow()
         self._notify_channel(reading.device_key, reading.channel_key)
 

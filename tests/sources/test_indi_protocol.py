@@ -101,15 +101,20 @@ def test_parse_number(text: str | None, expected: float | None) -> None:
         ("%d", 0),
         ("%g", None),
         ("%.3g", None),
-        ("%010.6m", None),
-        ("%9.6m", None),
+        ("%010.6m", 4),
+        ("%9.6m", 4),
+        ("%7.3m", 2),
+        ("%8.5m", 3),
+        ("%012.8m", 5),
+        ("%12.9m", 6),
+        ("%m", None),
         ("", None),
         (None, None),
         ("no format", None),
     ],
 )
 def test_display_precision(fmt: str | None, expected: int | None) -> None:
-    """Decimals come from f/e formats; %g and sexagesimal %m say nothing."""
+    """Decimals come from f/e formats; %g says nothing; %<w>.<f>m gives the decimals resolving what it shows."""
     assert display_precision(fmt) == expected
 
 

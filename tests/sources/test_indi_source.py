@@ -38,9 +38,11 @@ from custom_components.instrument_hub.sources.base import (
 )
 from custom_components.instrument_hub.sources.indi import (
     IndiSource,
+    blobs as blobs_module,
     commands as commands_module,
     source as source_module,
 )
+from custom_components.instrument_hub.sources.indi.mapping import DEVICE_STATE_CHANNEL
 from custom_components.instrument_hub.sources.indi.protocol import (
     decode_blob,
     parse_element,
@@ -168,6 +170,13 @@ async def wait_defined(
     )
 
 
+def value_readings(recorder: EventRecorder) -> list[Reading]:
+    """Return the readings of properties' channels (not the devices' property-state summaries)."""
+    return [
+        e for e in recorder.of_type(Reading) if e.channel_key != DEVICE_STATE_CHANNEL
+    ]
+
+
 async def wait_reading(
     recorder: EventRecorder, device: str, key: str, count: int = 1
 ) -> Reading:
@@ -201,10 +210,12 @@ async def test_captured_definitions_become_channels(
     await start_source(THERMO_DEFS + EXTRAS_DEFS)
     await wait_defined(recorder, "Extras", "havector.hourangle")
 
+    # Without DRIVER_INFO the model says what it is; INDI names no manufacturer.
     assert recorder.of_type(DeviceFound) == [
-        DeviceFound("Thermostat", "Thermostat", manufacturer="INDI"),
-        DeviceFound("Extras", "Extras", manufacturer="INDI"),
+        DeviceFound("Thermostat", "Thermostat", model="INDI device"),
+        DeviceFound("Extras", "Extras", model="INDI device"),
     ]
+    # Its labels state no unit and its names are not indilib's standard ones: no unit is guessed.
     assert channel(
         recorder, "Thermostat", "temperaturevector.temperature"
     ) == ChannelDefined(
@@ -214,13 +225,14 @@ async def test_captured_definitions_become_channels(
         writable=False,
         label="Temperature",
         group="Values",
-        unit="°C",
-        device_class_hint="temperature",
+        unit=None,
+        device_class_hint=None,
         minimum=-50.0,
         maximum=99.0,
         step=None,
         precision=1,
         value=19.6,
+        attributes={"property_state": "ok"},
     )
     target = channel(recorder, "Thermostat", "targetvector.target")
     assert (target.kind, target.writable, target.value, target.unit) == (
@@ -269,7 +281,7 @@ async def test_captured_definitions_become_channels(
         hour_angle.maximum,
     ) == (
         3.7625,
-        None,
+        4,  # %010.6m shows d:mm:ss: 4 decimals resolve one second
         0.0,
         24.0,
     )
@@ -337,16 +349,18 @@ async def test_connection_and_driver_info(
         True,
     )
     assert recorder.of_type(DeviceFound) == [
-        DeviceFound("Mount", "Mount", manufacturer="INDI"),
-        DeviceFound(
-            "Mount",
-            "Mount",
-            manufacturer="INDI",
-            model="Telescope Simulator",
-            sw_version="1.0",
-        ),
+        DeviceFound("Mount", "Mount", model="INDI device"),
+        DeviceFound("Mount", "Mount", model="Telescope Simulator", sw_version="1.0"),
     ]
+    assert not channel(recorder, "Mount", "SLEW_RATE").keeps_available
 
+    # Disconnected, the driver keeps what must be set before connecting; asked again, it defines it.
+    indi_server.definitions = [
+        MOUNT_DEFS.replace(
+            '>On</defSwitch><defSwitch name="DISCONNECT"',
+            '>Off</defSwitch><defSwitch name="DISCONNECT"',
+        )
+    ]
     await indi_server.send(
         '<setSwitchVector device="Mount" name="CONNECTION" state="Ok"><oneSwitch name="CONNECT">Off'
         '</oneSwitch><oneSwitch name="DISCONNECT">On</oneSwitch></setSwitchVector>'
@@ -354,8 +368,15 @@ async def test_connection_and_driver_info(
     await recorder.wait_for(DeviceConnection, lambda e: not e.connected)
     reading = await wait_reading(recorder, "Mount", "CONNECTION")
     assert reading.value == "Disconnect"
+    asked = await indi_server.wait_received(
+        b'<getProperties version="1.7" device="Mount"'
+    )
+    assert asked == [b'<getProperties version="1.7" device="Mount" />']
+    slew = await wait_defined(recorder, "Mount", "SLEW_RATE", count=2)
+    assert slew.keeps_available
     assert recorder.of_type(DeviceConnection) == [
         DeviceConnection("Mount", True),
+        DeviceConnection("Mount", False),
         DeviceConnection("Mount", False),
     ]
 
@@ -376,17 +397,18 @@ async def test_set_vectors_become_readings(
     await wait_reading(recorder, "Thermostat", "switchvector.switchmember")
     temperature = [
         e
-        for e in recorder.of_type(Reading)
+        for e in value_readings(recorder)
         if e.channel_key == "temperaturevector.temperature"
     ]
     assert [
         (e.value, e.timestamp.isoformat() if e.timestamp else None) for e in temperature
     ] == [(19.4, "2026-11-21T04:40:39.016128+00:00")]
-    assert recorder.of_type(Reading)[-1] == Reading(
+    assert value_readings(recorder)[-1] == Reading(
         "Thermostat",
         "switchvector.switchmember",
         True,
         parse_element(THERMO[10].encode()).timestamp,  # type: ignore[union-attr]
+        {"property_state": "ok"},
     )
     counters = source.diagnostics()["counters"]
     assert (counters["unknown_vectors"], counters["unparsable_values"]) == (1, 1)
@@ -413,7 +435,7 @@ async def test_extras_replay_delete_and_redefine(
     await indi_server.send("".join(EXTRAS[3:]))
     await wait_reading(recorder, "Extras", "heaterlight.heater", count=2)
 
-    assert [e.value for e in recorder.of_type(Reading)] == [
+    assert [e.value for e in value_readings(recorder)] == [
         "changed & <ok>",
         "ok",
         "alert",
@@ -439,14 +461,10 @@ async def test_extras_replay_delete_and_redefine(
         "idle",
         "ok",
     ]
-    # "re-defined" is sticky: once per vector on the re-definition, not again on the later set.
+    # A definition's message is what the vector said before (servers repeat it on every getProperties,
+    # so after each reconnect): it is not news. indipydriver repeats it on the later set (sticky): nor is that.
     messages = [(e.text, e.attributes.get("vector")) for e in recorder.of_type(Message)]
-    assert messages == [
-        ("hour angle vector removed", "havector"),
-        ("re-defined", "heaterlight"),
-        ("re-defined", "notevector"),
-        ("re-defined", "havector"),
-    ]
+    assert messages == [("hour angle vector removed", "havector")]
     assert (
         source.diagnostics()["counters"]["unknown_vectors"] == 1
     )  # the Thermostat set
@@ -520,7 +538,7 @@ async def test_malformed_xml_is_logged_once_and_skipped(
     )
     await wait_reading(recorder, "Thermostat", "temperaturevector.temperature", count=3)
 
-    values = [e.value for e in recorder.of_type(Reading)]
+    values = [e.value for e in value_readings(recorder)]
     assert values == [19.4, 19.2, 19.0]
     warnings = [
         r
@@ -708,17 +726,21 @@ async def test_write_rejected_with_alert(
 async def test_write_busy_then_ok(
     start_source: StartSource, indi_server: FakeIndiServer, recorder: EventRecorder
 ) -> None:
-    """Busy keeps the command pending; the later Ok resolves it."""
+    """A write returns once accepted (Busy); set_property with a timeout waits through Busy for Ok."""
     indi_server.reply_rules.append(answer("targetvector", state="Busy"))
     source = await start_source(THERMO_DEFS)
     await wait_defined(recorder, "Thermostat", "targetvector.target")
+    accepted = await source.async_write("Thermostat", "targetvector.target", 16)
+    assert accepted.state == "Busy"
+
     command = asyncio.create_task(
-        source.async_write("Thermostat", "targetvector.target", 17)
+        source.async_set_property(
+            "Thermostat", "targetvector", {"target": 17}, timeout=5
+        )
     )
-    await wait_reading(
-        recorder, "Thermostat", "targetvector.target"
-    )  # the Busy set was handled
-    assert not command.done()
+    await indi_server.wait_received(b"<newNumberVector", count=2)
+    await wait_reading(recorder, "Thermostat", "targetvector.target", count=2)
+    assert not command.done()  # the Busy answer is progress
     await indi_server.send(
         '<setNumberVector device="Thermostat" name="targetvector" state="Ok"><oneNumber name="target">17.00'
         "</oneNumber></setNumberVector>"
@@ -954,7 +976,7 @@ async def test_blob_decoding(
         + blob_set(zlib.compress(fits), ".fits.z", wrap=True)
     )
     await wait_reading(recorder, "Thermostat", "logsvector.templogs", count=3)
-    blobs = [e.value for e in recorder.of_type(Reading)]
+    blobs = [e.value for e in value_readings(recorder)]
     assert isinstance(blobs[0], BlobData)
     # The capture's size attribute says 84, but its base64 holds 112 bytes (4 log lines of 28):
     # BlobData.size is what was actually received.
@@ -993,12 +1015,12 @@ async def test_large_blob_uses_the_executor_and_keeps_order(
         parse_element,
         decode_blob,
     ]  # only the large element went off the loop
-    assert [e.channel_key for e in recorder.of_type(Reading)] == [
+    assert [e.channel_key for e in value_readings(recorder)] == [
         "logsvector.templogs",
         "logsvector.templogs",
         "temperaturevector.temperature",
     ]
-    assert [e.value.data for e in recorder.of_type(Reading)[:2]] == [small, big]  # type: ignore[attr-defined]
+    assert [e.value.data for e in value_readings(recorder)[:2]] == [small, big]  # type: ignore[attr-defined]
 
 
 async def test_blob_cap(
@@ -1016,7 +1038,7 @@ async def test_blob_cap(
         decoded.append(len(text))
         return real_decode(text, fmt, limit)
 
-    monkeypatch.setattr(source_module, "decode_blob", counting_decode)
+    monkeypatch.setattr(blobs_module, "decode_blob", counting_decode)
     source = await start_source(THERMO_DEFS, max_blob_bytes=1000)
     await indi_server.wait_received(b"<enableBLOB")
     await indi_server.send(
@@ -1029,7 +1051,7 @@ async def test_blob_cap(
     await wait_reading(recorder, "Thermostat", "temperaturevector.temperature")
     blobs = [
         e.value
-        for e in recorder.of_type(Reading)
+        for e in value_readings(recorder)
         if e.channel_key == "logsvector.templogs"
     ]
     assert blobs == [BlobData(b"ok" * 100, ".bin", 200)]
@@ -1125,6 +1147,57 @@ async def test_slow_consumer_pauses_reading_instead_of_queueing_without_bound(
         recorder, "Thermostat", "temperaturevector.temperature", count=2000
     )
     assert last.value == pytest.approx(21.999)
-    values = [e.value for e in recorder.of_type(Reading)]
+    values = [e.value for e in value_readings(recorder)]
     assert values == [pytest.approx(20 + i / 1000) for i in range(2000)]
     assert source.diagnostics()["queued_bytes"] == 0
+
+
+async def test_actions_only_for_command_switches(
+    start_source: StartSource, indi_server: FakeIndiServer, recorder: EventRecorder
+) -> None:
+    """A button's press sends its member On; a channel that is not a command is no action."""
+    abort = (
+        '<defSwitchVector device="Mount" name="TELESCOPE_ABORT_MOTION" label="Abort Motion" group="Main" '
+        'state="Idle" perm="rw" rule="AtMostOne"><defSwitch name="ABORT" label="Abort">Off</defSwitch>'
+        "</defSwitchVector>"
+    )
+    indi_server.reply_rules.append(answer("TELESCOPE_ABORT_MOTION"))
+    source = await start_source(MOUNT_DEFS + abort)
+    button = await wait_defined(recorder, "Mount", "TELESCOPE_ABORT_MOTION.ABORT")
+    assert button.kind is ChannelKind.ACTION
+    result = await source.async_run_action("Mount", "TELESCOPE_ABORT_MOTION.ABORT")
+    assert result.state == "Ok"
+    sent = [e for e in indi_server.all_received() if e.startswith(b"<new")]
+    assert sent_members(sent[0]) == [("ABORT", "On")]
+    with pytest.raises(UnknownTarget):
+        await source.async_run_action("Mount", "OPTIONS.BEEP")
+
+
+async def test_a_name_that_must_change_while_deleted_stays_unavailable(
+    start_source: StartSource, indi_server: FakeIndiServer, recorder: EventRecorder
+) -> None:
+    """A new property takes a deleted one's name: both get their group, the deleted one stays removed."""
+    frame = (
+        '<defNumberVector device="Cam" name="{name}" label="Frame" group="{group}" state="Idle" perm="rw">'
+        '<defNumber name="X" label="Left" format="%g" min="0" max="0" step="0">0</defNumber></defNumberVector>'
+    )
+    await start_source(frame.format(name="CCD_FRAME", group="Image Settings"))
+    assert (await wait_defined(recorder, "Cam", "CCD_FRAME.X")).label == "Frame"
+    await indi_server.send('<delProperty device="Cam" name="CCD_FRAME"/>')
+    await recorder.wait_for(ChannelRemoved)
+    await indi_server.send(frame.format(name="GUIDER_FRAME", group="Guider Head"))
+    guider = await wait_defined(recorder, "Cam", "GUIDER_FRAME.X")
+    renamed = await wait_defined(recorder, "Cam", "CCD_FRAME.X", count=2)
+    assert (guider.label, renamed.label) == (
+        "Guider Head Frame",
+        "Image Settings Frame",
+    )
+    removed = recorder.of_type(ChannelRemoved)
+    assert removed == [
+        ChannelRemoved("Cam", "CCD_FRAME.X"),
+        ChannelRemoved("Cam", "CCD_FRAME.X"),
+    ]
+    positions = [
+        i for i, e in enumerate(recorder.events) if isinstance(e, ChannelRemoved)
+    ]
+    assert positions[-1] > recorder.events.index(renamed)

@@ -3,6 +3,19 @@
 The connection knows nothing about properties: it hands every complete top-level element to
 ``on_element`` and reports link changes to ``on_link``. After every (re)connect it asks for all
 properties (``getProperties``), because the server tells a new connection nothing by itself.
+
+Liveness. INDI has no heartbeat, and a server that froze (or a network path that black-holes packets)
+keeps the socket open. So after ``silence_timeout`` seconds without a byte the connection sends the
+``probe`` the source gives (a getProperties for one known property of each device, which every INDI
+server answers with its definition) and drops the link when nothing at all arrives within
+``probe_timeout`` more: a frozen server is noticed at most ``silence_timeout + probe_timeout`` seconds
+(40 s by default) after its last byte, and the connection reconnects. TCP keepalive (idle 30 s, then
+every 10 s, 3 probes) covers a peer host that vanished. A server that has defined nothing may be silent
+for good, so without a probe only keepalive watches it.
+
+The link counts as up once the server answered the connection's getProperties (its first byte), so a
+connection accepted by something that then says nothing (a stalled proxy) is not shown as connected;
+only when there is nothing to ask for (no probe) is it up as soon as the socket is.
 """
 
 from __future__ import annotations
@@ -11,6 +24,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 import logging
 import random
+import socket
 from typing import Any
 
 from ..base import CannotConnect, NotConnected
@@ -28,6 +42,13 @@ CLOSE_TIMEOUT = 1.0
 """Seconds to let a closing socket flush before it is aborted."""
 JITTER = 0.2
 """Each back-off delay is randomised by ±20 % so many clients do not retry in lockstep."""
+SILENCE_TIMEOUT = 30.0
+"""Seconds without a byte from the server before the liveness probe goes out."""
+PROBE_TIMEOUT = 10.0
+"""Seconds the server has to answer the probe before the link counts as dead."""
+KEEPALIVE_IDLE = 30
+KEEPALIVE_INTERVAL = 10
+KEEPALIVE_COUNT = 3
 _EXCERPT_CHARS = 80
 
 type TaskFactory = Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]]
@@ -37,11 +58,39 @@ type LinkCallback = Callable[[bool, str], None]
 type Backpressure = Callable[[], Awaitable[None]]
 """Awaited after each read: returns when the consumer has room, so a slow consumer pauses reading
 (and TCP then slows the server) instead of letting its queue grow without bound."""
+type Probe = Callable[[], bytes | None]
+"""Returns what to send to make a silent server speak (None: nothing it must answer is known)."""
 
 
 def loop_task_factory(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
     """Create the task on the running loop (used when no factory is given)."""
     return asyncio.get_running_loop().create_task(coro, name=name)
+
+
+class _Silent(Exception):
+    """The server stayed silent through the liveness probe."""
+
+
+def _nothing_to_probe() -> None:
+    return None
+
+
+def _enable_keepalive(writer: asyncio.StreamWriter) -> None:
+    """Turn on TCP keepalive (where the platform has the options), so a vanished peer host is noticed."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for option, value in (
+            ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
+            ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+            ("TCP_KEEPCNT", KEEPALIVE_COUNT),
+        ):
+            if hasattr(socket, option):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+    except OSError as err:
+        _LOGGER.debug("TCP keepalive not enabled: %s", err)
 
 
 def _describe(err: BaseException) -> str:
@@ -73,9 +122,20 @@ class IndiConnection:
         max_element_bytes: int = DEFAULT_MAX_ELEMENT_BYTES,
         task_factory: TaskFactory | None = None,
         backpressure: Backpressure | None = None,
+        probe: Probe | None = None,
+        silence_timeout: float | None = None,
+        probe_timeout: float | None = None,
     ) -> None:
-        """Prepare the connection; nothing happens before connect() or start()."""
+        """Prepare the connection; nothing happens before connect() or start().
+
+        ``silence_timeout``/``probe_timeout`` default to SILENCE_TIMEOUT/PROBE_TIMEOUT (read now).
+        """
         self._backpressure = backpressure
+        self._probe = probe or _nothing_to_probe
+        self._silence_timeout = (
+            SILENCE_TIMEOUT if silence_timeout is None else silence_timeout
+        )
+        self._probe_timeout = PROBE_TIMEOUT if probe_timeout is None else probe_timeout
         self._host = host
         self._port = port
         self._on_element = on_element
@@ -96,6 +156,9 @@ class IndiConnection:
         self._disconnects = 0
         self._bytes_in = 0
         self._malformed = 0
+        self._probes = 0
+        self._silent_drops = 0
+        self._link_up = False
 
     @property
     def endpoint(self) -> str:
@@ -106,6 +169,11 @@ class IndiConnection:
     def connected(self) -> bool:
         """Return True while a socket is open."""
         return self._writer is not None and not self._writer.is_closing()
+
+    @property
+    def liveness_bound(self) -> float:
+        """Return the longest a frozen server goes unnoticed after its last byte (seconds)."""
+        return self._silence_timeout + self._probe_timeout
 
     async def connect(self) -> None:
         """Open the first connection; raises CannotConnect on refusal, timeout or a DNS error.
@@ -177,8 +245,12 @@ class IndiConnection:
         splitter = self._splitter
         return {
             "connected": self.connected,
+            "link_up": self._link_up,
             "connects": self._connects,
             "disconnects": self._disconnects,
+            "probes": self._probes,
+            "silent_drops": self._silent_drops,
+            "liveness_bound_s": self.liveness_bound,
             "bytes_in": self._bytes_in,
             "elements": splitter.elements,
             "malformed": self._malformed,
@@ -233,15 +305,26 @@ class IndiConnection:
         received = 0
         reason = "connection closed by the server"
         try:
-            self._notify_link(up=True, reason="")
+            if self._probe() is None:
+                self._notify_link(
+                    up=True, reason=""
+                )  # nothing the server must answer: up at once
             await self.send(get_properties())
-            while data := await reader.read(READ_SIZE):
+            while data := await self._read(reader):
+                if not self._link_up:
+                    self._notify_link(up=True, reason="")
                 received += len(data)
                 self._bytes_in += len(data)
                 for element in self._splitter.feed(data):
                     self._deliver(element)
                 if self._backpressure is not None:
                     await self._backpressure()
+        except _Silent:
+            self._silent_drops += 1
+            reason = (
+                f"the server sent nothing for {self.liveness_bound:g} s and did not answer the "
+                "liveness probe"
+            )
         except NotConnected as err:
             reason = _describe(err.__cause__ or err)
         except OSError as err:
@@ -256,13 +339,37 @@ class IndiConnection:
         _LOGGER.debug(
             "Lost the connection to the INDI server %s: %s", self.endpoint, reason
         )
-        self._notify_link(up=False, reason=reason)
+        if self._link_up:
+            self._notify_link(up=False, reason=reason)
         return received
+
+    async def _read(self, reader: asyncio.StreamReader) -> bytes:
+        """Read what arrives; after a silence probe the server, and raise _Silent when it stays mute."""
+        while True:
+            try:
+                async with asyncio.timeout(self._silence_timeout):
+                    return await reader.read(READ_SIZE)
+            except TimeoutError:
+                pass
+            probe = self._probe()
+            if probe is not None:
+                break
+            # Nothing the server must answer: TCP keepalive watches it; keep reading.
+        self._probes += 1
+        _LOGGER.debug(
+            "No data from %s for %g s: probing it", self.endpoint, self._silence_timeout
+        )
+        try:
+            async with asyncio.timeout(self._probe_timeout):
+                await self.send(probe)
+                return await reader.read(READ_SIZE)
+        except TimeoutError:
+            raise _Silent from None
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
             async with asyncio.timeout(self._connect_timeout):
-                return await asyncio.open_connection(self._host, self._port)
+                reader, writer = await asyncio.open_connection(self._host, self._port)
         except OSError as err:
             # Refused, unreachable, a DNS failure and TimeoutError (an OSError) alike.
             raise CannotConnect(
@@ -270,6 +377,8 @@ class IndiConnection:
                 host=self._host,
                 port=str(self._port),
             ) from err
+        _enable_keepalive(writer)
+        return reader, writer
 
     async def _drop_socket(self) -> None:
         """Close the socket; abort it when it cannot flush in time (a peer that stopped reading)."""
@@ -295,6 +404,7 @@ class IndiConnection:
             _LOGGER.exception("Error while handling an element from %s", self.endpoint)
 
     def _notify_link(self, *, up: bool, reason: str) -> None:
+        self._link_up = up
         try:
             self._on_link(up, reason)
         except Exception:

@@ -1,8 +1,16 @@
 """What a write sends, and the commands waiting for their answer.
 
 A write sends a new*Vector with ALL members of the vector: the given ones coerced, the others as
-they are now. The answer is the next set*Vector of that vector with a final state (Ok/Idle resolve,
-Alert rejects); commands of one vector are answered oldest first.
+they are now. The answer is the next set*Vector of that vector that carries a state; commands of one
+vector are answered oldest first. What counts as the answer depends on how long the caller waits:
+
+* until accepted (entity writes, button presses): Ok, Idle or Busy resolve (Busy: the device took it and
+  is working on it, e.g. a 70 s exposure or a slew), Alert rejects;
+* until finished (``set_property`` with a timeout): Busy is progress, Ok/Idle resolve, Alert rejects.
+
+indilib drivers give their reason for an Alert in a separate message ("[ERROR] Requested exposure value
+(5000) seconds out of bounds"), usually just before the Alert: the device's messages since the command
+was sent become the refusal's reason, and an Alert without any waits a moment for one.
 """
 
 from __future__ import annotations
@@ -11,8 +19,10 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 import contextlib
+from enum import Enum
 import math
 
+from ...events import MessageLevel
 from ..base import (
     CommandRejected,
     CommandResult,
@@ -20,12 +30,13 @@ from ..base import (
     InvalidValue,
     SourceError,
 )
-from .model import STATE_ALERT, STATE_IDLE, STATE_OK, Member, Vector
+from .model import STATE_ALERT, STATE_BUSY, STATE_IDLE, STATE_OK, Member, Vector
 from .protocol import (
     SWITCH_OFF,
     SWITCH_ON,
     SetVector,
     VectorKind,
+    forbidden_xml_char,
     format_number,
     parse_number,
 )
@@ -34,6 +45,12 @@ COMMAND_TIMEOUT_MIN = 5.0
 """Shortest wait for a command's answer (also used when the vector's timeout is 0 or absent)."""
 COMMAND_TIMEOUT_MAX = 60.0
 """Longest wait for a command's answer, whatever the vector's timeout says."""
+FINISH_TIMEOUT_MAX = 86400.0
+"""Longest wait a caller may ask for until a command finishes (set_property's timeout)."""
+MESSAGES_KEPT = 16
+"""Messages of its device a waiting command keeps (the last ones give a refusal's reason)."""
+ALERT_REASON_WAIT = 0.25
+"""Seconds an Alert without any message waits for the device's message giving the reason."""
 
 
 def _same_value(reported: str, sent: str) -> bool:
@@ -134,6 +151,14 @@ def merged_values(
                 wire[name] = _coerce_switch(value)
             case _:
                 wire[name] = _coerce_text(value)
+    for name, value in wire.items():
+        if (char := forbidden_xml_char(value)) is not None:
+            raise InvalidValue(
+                f"the value of {name} contains U+{ord(char):04X}, a character INDI (XML) cannot carry",
+                value=value.encode("utf-8", "backslashreplace").decode(
+                    "ascii", "backslashreplace"
+                ),
+            )
     turned_on = [name for name, value in wire.items() if value == SWITCH_ON]
     if vector.exclusive and len(turned_on) > 1:
         raise InvalidValue(
@@ -177,24 +202,39 @@ type PendingKey = tuple[str, str]
 """(device name, vector name)."""
 
 
+class Until(Enum):
+    """What a command waits for."""
+
+    ACCEPTED = "accepted"
+    """Ok, Idle or Busy (the device took it); Alert rejects."""
+    FINISHED = "finished"
+    """Ok or Idle (the device is done); Busy is progress; Alert rejects."""
+
+
 class _Waiting:
     """One command sent and not answered yet; a ghost once its sender gave up (timed out).
 
-    INDI answers carry no request id: the next final state of the vector answers its oldest
-    command. A write that timed out may still be answered late, so it stays as a ghost that takes
-    (and drops) that answer instead of letting it resolve a later write. Answers carry the vector's
-    values: one that reports what a later write sent is that write's, so a device that dropped the
-    timed-out write does not make the next one fail too. A ghost expires after one more timeout.
+    INDI answers carry no request id: the next answer of the vector answers its oldest command. A
+    write that timed out may still be answered late, so it stays as a ghost that takes (and drops)
+    that answer instead of letting it resolve a later write. Answers carry the vector's values: one
+    that reports what a later write sent is that write's, so a device that dropped the timed-out
+    write does not make the next one fail too. A ghost expires after one more timeout.
     """
 
-    __slots__ = ("expires", "future", "sent")
+    __slots__ = ("expires", "future", "messages", "sent", "until")
 
     def __init__(
-        self, future: asyncio.Future[CommandResult], sent: Mapping[str, str]
+        self,
+        future: asyncio.Future[CommandResult],
+        sent: Mapping[str, str],
+        until: Until,
     ) -> None:
         self.future = future
         self.sent = sent
+        self.until = until
         self.expires: float | None = None
+        self.messages: deque[tuple[MessageLevel, str]] = deque(maxlen=MESSAGES_KEPT)
+        """The device's last messages since the command was sent (the reason of a refusal)."""
 
     def matches(self, update: SetVector) -> bool:
         """Tell whether the answer reports exactly the values this command sent (for members both name)."""
@@ -203,11 +243,25 @@ class _Waiting:
             _same_value(member.value, self.sent[member.name]) for member in common
         )
 
+    def answered_by(self, state: str | None) -> bool:
+        """Tell whether an answer in this state ends the wait (Busy only ends waiting for acceptance)."""
+        if state in (STATE_OK, STATE_IDLE, STATE_ALERT):
+            return True
+        return state == STATE_BUSY and self.until is Until.ACCEPTED
+
     def stale(self, now: float) -> bool:
         """Return True for an entry no answer should go to: finished, or an expired ghost."""
         if self.expires is None:
             return self.future.done()
         return self.expires <= now
+
+    def reason(self) -> str | None:
+        """Return the device's most telling message since sending: its last error, else warning, else any."""
+        for wanted in (MessageLevel.ERROR, MessageLevel.WARNING, None):
+            for level, text in reversed(self.messages):
+                if wanted is None or level is wanted:
+                    return text
+        return None
 
 
 class PendingCommands:
@@ -216,6 +270,8 @@ class PendingCommands:
     def __init__(self) -> None:
         """Start with no command waiting."""
         self._waiting: dict[PendingKey, deque[_Waiting]] = {}
+        # Rejected commands whose Alert came without a reason: waiting a moment for the device's message.
+        self._alerting: dict[str, list[tuple[_Waiting, str, asyncio.TimerHandle]]] = {}
         self.late_answers = 0
         """Answers taken by ghosts: late answers to writes that had timed out."""
 
@@ -234,17 +290,23 @@ class PendingCommands:
         vector: Vector,
         send: Callable[[], Awaitable[None]],
         sent: Mapping[str, str],
+        *,
+        until: Until = Until.ACCEPTED,
+        timeout: float | None = None,
     ) -> CommandResult:
         """Send a command with ``send`` and wait for the answer to it, all within the timeout.
 
-        The send is inside the (clamped vector) timeout: a server that stopped reading makes the
-        command fail at its timeout instead of holding it until the connection drops.
+        The send is inside the timeout: a server that stopped reading makes the command fail at its
+        timeout instead of holding it until the connection drops. Waiting for acceptance takes the
+        vector's own timeout (clamped to 5..60 s); waiting for the finish takes the caller's.
         """
         key = (device, vector.name)
         loop = asyncio.get_running_loop()
-        entry = _Waiting(loop.create_future(), sent)
+        entry = _Waiting(loop.create_future(), sent, until)
         self._waiting.setdefault(key, deque()).append(entry)
-        timeout = command_timeout(vector.timeout)
+        if timeout is None:
+            timeout = command_timeout(vector.timeout)
+        timeout = min(max(timeout, 0.0), FINISH_TIMEOUT_MAX)
         not_sent = False
         try:
             async with asyncio.timeout(timeout):
@@ -255,8 +317,14 @@ class PendingCommands:
                     raise
                 return await entry.future
         except TimeoutError:
+            if self._drop_alerting(entry):
+                # Refused, and its reason did not come before the caller's time ran out.
+                raise CommandRejected(
+                    STATE_ALERT, device=device, channel=vector.name
+                ) from None
+            waited = "did not answer" if until is Until.ACCEPTED else "did not finish"
             raise CommandTimeout(
-                f"{device}.{vector.name} did not answer within {timeout:g} s",
+                f"{device}.{vector.name} {waited} within {timeout:g} s",
                 device=device,
                 channel=vector.name,
             ) from None
@@ -269,11 +337,23 @@ class PendingCommands:
                 # was cancelled): an answer may still come, for nobody. The ghost needs no future.
                 future.cancel()
                 entry.expires = loop.time() + timeout
+                self._drop_alerting(entry)
+
+    def note_message(self, device: str, level: MessageLevel, text: str) -> None:
+        """Record a device's message for its waiting commands; it is the reason of an Alert waiting for one."""
+        for (name, _vector), waiting in self._waiting.items():
+            if name == device:
+                for entry in waiting:
+                    if entry.expires is None:
+                        entry.messages.append((level, text))
+        for entry, vector, timer in self._alerting.pop(device, []):
+            timer.cancel()
+            self._reject(entry, device, vector, text)
 
     def resolve(self, device: str, vector: Vector, update: SetVector) -> None:
-        """Answer the oldest pending command of the vector: Ok/Idle resolve, Alert rejects."""
-        if update.state not in (STATE_OK, STATE_IDLE, STATE_ALERT):
-            return  # Busy (or no state): the device is still working on it
+        """Answer the oldest pending command of the vector the answer ends (see Until)."""
+        if update.state is None:
+            return  # values only: not an answer
         key = (device, vector.name)
         waiting = self._waiting.get(key)
         if not waiting:
@@ -283,7 +363,8 @@ class PendingCommands:
             waiting.popleft()
         entry = self._answered(waiting, update)
         if entry is None:
-            del self._waiting[key]
+            if not waiting:
+                del self._waiting[key]
             return
         waiting.remove(entry)
         if not waiting:
@@ -293,21 +374,33 @@ class PendingCommands:
             self.late_answers += 1
             return
         if update.state == STATE_ALERT:
-            entry.future.set_exception(
-                CommandRejected(
-                    update.message or STATE_ALERT,
-                    device=device,
-                    channel=vector.name,
+            reason = update.message or entry.reason()
+            if reason is None:
+                # indilib's reason often comes as a message of its own: give it a moment to arrive.
+                timer = asyncio.get_running_loop().call_later(
+                    ALERT_REASON_WAIT,
+                    self._reject_without_reason,
+                    entry,
+                    device,
+                    vector.name,
                 )
+                self._alerting.setdefault(device, []).append(
+                    (entry, vector.name, timer)
+                )
+                return
+            self._reject(entry, device, vector.name, reason)
+            return
+        entry.future.set_result(
+            CommandResult(
+                update.state,
+                update.message or entry.reason(),
+                vector.current_values(),
             )
-        else:
-            entry.future.set_result(
-                CommandResult(update.state, update.message, vector.current_values())
-            )
+        )
 
     @staticmethod
     def _answered(waiting: deque[_Waiting], update: SetVector) -> _Waiting | None:
-        """Return the command an answer belongs to.
+        """Return the command an answer belongs to, None when it ends no wait (progress, Busy).
 
         Without ghosts, the oldest. With ghosts, the oldest live write whose values the answer
         reports; failing that, the oldest entry (a ghost: the late answer it waits for).
@@ -315,9 +408,45 @@ class PendingCommands:
         if not waiting:
             return None
         if all(entry.expires is None for entry in waiting):
-            return waiting[0]
-        matching = (e for e in waiting if e.expires is None and e.matches(update))
-        return next(matching, waiting[0])
+            oldest = waiting[0]
+            return oldest if oldest.answered_by(update.state) else None
+        matching = (
+            entry
+            for entry in waiting
+            if entry.expires is None
+            and entry.answered_by(update.state)
+            and entry.matches(update)
+        )
+        found = next(matching, None)
+        if found is not None:
+            return found
+        oldest = waiting[0]
+        return oldest if oldest.answered_by(update.state) else None
+
+    def _reject(self, entry: _Waiting, device: str, vector: str, reason: str) -> None:
+        if not entry.future.done():
+            entry.future.set_exception(
+                CommandRejected(reason, device=device, channel=vector)
+            )
+
+    def _reject_without_reason(self, entry: _Waiting, device: str, vector: str) -> None:
+        alerting = self._alerting.get(device, [])
+        alerting[:] = [item for item in alerting if item[0] is not entry]
+        if not alerting:
+            self._alerting.pop(device, None)
+        self._reject(entry, device, vector, STATE_ALERT)
+
+    def _drop_alerting(self, entry: _Waiting) -> bool:
+        """Stop waiting for an Alert's reason; return True when the entry was waiting for one."""
+        found = False
+        for device, alerting in list(self._alerting.items()):
+            for item in [item for item in alerting if item[0] is entry]:
+                item[2].cancel()
+                alerting.remove(item)
+                found = True
+            if not alerting:
+                del self._alerting[device]
+        return found
 
     def fail(
         self,
@@ -332,6 +461,16 @@ class PendingCommands:
             for entry in self._waiting.pop(key):
                 if not entry.future.done():
                     entry.future.set_exception(error())
+        for device, alerting in list(self._alerting.items()):
+            for entry, vector, timer in [
+                item for item in alerting if matches((device, item[1]))
+            ]:
+                timer.cancel()
+                alerting.remove((entry, vector, timer))
+                if not entry.future.done():
+                    entry.future.set_exception(error())
+            if not alerting:
+                del self._alerting[device]
 
     def _forget(self, key: PendingKey, entry: _Waiting) -> None:
         waiting = self._waiting.get(key)

@@ -7,22 +7,26 @@ stays in its device after a delProperty (disabled), so a redefinition can keep i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import re
 from typing import Final
 
 from ...events import join_key
 from .protocol import SWITCH_ON, DefMember, DefVector, VectorKind, parse_number
+from .standard import COMMAND_VECTORS, COMMAND_WORDS, DRIVER_INFO_VECTOR
 
 LIGHT_OPTIONS: Final = ("idle", "ok", "busy", "alert")
-CONNECTION_VECTOR: Final = "CONNECTION"
-DRIVER_INFO_VECTOR: Final = "DRIVER_INFO"
+"""INDI's four states, as a Light member's value and as every property's state (lower case)."""
 DRIVER_NAME_MEMBER: Final = "DRIVER_NAME"
 DRIVER_VERSION_MEMBER: Final = "DRIVER_VERSION"
 
 STATE_OK: Final = "Ok"
 STATE_IDLE: Final = "Idle"
+STATE_BUSY: Final = "Busy"
 STATE_ALERT: Final = "Alert"
 EXCLUSIVE_RULES: Final = frozenset({"OneOfMany", "AtMostOne"})
 PERM_RO: Final = "ro"
+PERM_WO: Final = "wo"
+_WORD_SEPARATORS: Final = re.compile(r"[^A-Z0-9]+")
 
 
 @dataclass(slots=True)
@@ -82,6 +86,8 @@ class Vector:
     last_message: str | None = None
     blob_warned: bool = False
     channel_keys: tuple[str, ...] = ()
+    setting: bool = False
+    """Defined while its device was disconnected: a setting to make before connecting (stays usable)."""
 
     @classmethod
     def from_def(cls, definition: DefVector) -> Vector:
@@ -113,14 +119,43 @@ class Vector:
         return self.perm != PERM_RO
 
     @property
+    def write_only(self) -> bool:
+        """Return True for a vector a client writes but whose values the driver never reports."""
+        return self.perm == PERM_WO
+
+    @property
     def exclusive(self) -> bool:
         """Return True for a switch vector of which at most one member may be On."""
         return self.kind is VectorKind.SWITCH and self.rule in EXCLUSIVE_RULES
 
     @property
+    def commands(self) -> bool:
+        """Return True for a switch vector whose members are commands (buttons), not states.
+
+        Write-only switches (their state is never reported), indilib's all-command vectors
+        (CONFIG_PROCESS, *_PARK_OPTION) and one-member switches named for an action (ABORT,
+        REFRESH, RESET, Scan Ports, ...) that the driver flips back off by itself.
+        """
+        if self.kind is not VectorKind.SWITCH or not self.writable:
+            return False
+        if self.write_only or self.name in COMMAND_VECTORS:
+            return True
+        if len(self.members) != 1 or not self.exclusive:
+            return False
+        (member,) = self.members.values()
+        words = set(_WORD_SEPARATORS.split(f"{self.name} {member.name}".upper()))
+        return not words.isdisjoint(COMMAND_WORDS)
+
+    @property
     def is_select(self) -> bool:
         """Return True when the vector is one enum channel rather than a channel per member."""
-        return self.exclusive and len(self.members) >= 2
+        return self.exclusive and len(self.members) >= 2 and not self.commands
+
+    @property
+    def state_option(self) -> str | None:
+        """Return the vector's state as an option of LIGHT_OPTIONS ("busy"), None when unknown."""
+        state = (self.state or "").lower()
+        return state if state in LIGHT_OPTIONS else None
 
     def options(self) -> dict[str, str]:
         """Map member name -> option: the labels, or the names when labels are not unique."""
@@ -135,7 +170,9 @@ class Vector:
         return next((options[m.name] for m in self.members.values() if m.is_on), None)
 
     def member_value(self, member: Member) -> object:
-        """Return a member's value as a channel carries it."""
+        """Return a member's value as a channel carries it (none for write-only vectors: never reported)."""
+        if self.write_only:
+            return None
         match self.kind:
             case VectorKind.NUMBER:
                 return parse_number(member.value)
@@ -172,6 +209,10 @@ class Device:
     announced: tuple[str | None, str | None] | None = None
     channels: dict[str, str] = field(default_factory=dict)
     """channel key -> vector name."""
+    connected: bool | None = None
+    """indilib's CONNECTION switch: CONNECT On (True), Off (False), or no such switch yet (None)."""
+    state_summary: object = None
+    """What the device's property-state channel last showed (value and attributes)."""
 
     def driver_info(self) -> tuple[str | None, str | None]:
         """Return (model, sw_version) from indilib's standard DRIVER_INFO text vector."""

@@ -23,6 +23,8 @@ import zlib
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as _defused_fromstring
 
+from ...events import MessageLevel
+
 PROTOCOL_VERSION: Final = "1.7"
 DEFAULT_MAX_ELEMENT_BYTES: Final = 64 * 1024 * 1024
 """Largest single element the splitter keeps; a camera frame as base64 fits, a runaway stream does not."""
@@ -140,13 +142,19 @@ def format_number(value: float) -> str:
 
 _PRINTF_FORMAT = re.compile(r"%[-+ #0']*(\d+)?(?:\.(\d+))?[hlLqjzt]*([a-zA-Z])")
 _DEFAULT_PRINTF_PRECISION = 6
+# indilib's %<w>.<f>m: the fraction digits f say how far the sexagesimal display goes (indiapi.h), and so
+# how many decimals of the same value show that resolution: d:mm (1/60) needs 2, d:mm.m 3, d:mm:ss (1/3600) 4,
+# d:mm:ss.s 5, d:mm:ss.ss 6.
+_SEXAGESIMAL_DECIMALS: Final = ((3, 2), (5, 3), (7, 4), (8, 5))
+_SEXAGESIMAL_MAX_DECIMALS = 6
 
 
 def display_precision(fmt: str | None) -> int | None:
-    """Return the number of decimals a printf number format shows, or None when it does not say.
+    """Return the number of decimals a number format shows, or None when it does not say.
 
-    ``%3.1f`` -> 1, ``%.2e`` -> 2, ``%f`` -> 6 (printf's default), ``%d`` -> 0; ``%g`` (variable)
-    and the sexagesimal ``%<w>.<f>m`` (not a decimal display) -> None.
+    ``%3.1f`` -> 1, ``%.2e`` -> 2, ``%f`` -> 6 (printf's default), ``%d`` -> 0, ``%g`` (variable)
+    -> None. The sexagesimal ``%<w>.<f>m`` gives the decimals that resolve what it displays:
+    ``%010.6m`` (d:mm:ss, one arc-second or second of time) -> 4.
     """
     if not fmt:
         return None
@@ -158,7 +166,59 @@ def display_precision(fmt: str | None) -> int | None:
         return int(precision) if precision is not None else _DEFAULT_PRINTF_PRECISION
     if conversion in "diu":
         return 0
+    if conversion == "m" and precision is not None:
+        fraction = int(precision)
+        return next(
+            (
+                decimals
+                for limit, decimals in _SEXAGESIMAL_DECIMALS
+                if fraction <= limit
+            ),
+            _SEXAGESIMAL_MAX_DECIMALS,
+        )
     return None
+
+
+def is_sexagesimal(fmt: str | None) -> bool:
+    """Return True for indilib's sexagesimal format ``%<w>.<f>m``."""
+    match = _PRINTF_FORMAT.search(fmt or "")
+    return match is not None and match.group(3) == "m"
+
+
+# --------------------------------------------------------------------------------------------------
+# Text a client may send
+
+# XML 1.0 (section 2.2) allows tab, newline, carriage return and the code points from U+0020 on, except
+# the surrogates and U+FFFE/U+FFFF; anything else makes a server's parser drop the connection.
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def forbidden_xml_char(text: str) -> str | None:
+    """Return the first character XML 1.0 cannot carry (NUL, ESC, a lone surrogate, ...), or None."""
+    match = _NOT_XML_CHAR.search(text)
+    return match.group(0) if match else None
+
+
+# --------------------------------------------------------------------------------------------------
+# Message levels
+
+_LEVEL_PREFIX = re.compile(r"\A\s*\[(ERROR|WARNING|INFO|DEBUG|SCOPE)\]\s*")
+
+
+_PREFIX_LEVELS: Final = {"ERROR": MessageLevel.ERROR, "WARNING": MessageLevel.WARNING}
+
+
+def message_level(text: str) -> tuple[MessageLevel | None, str]:
+    """Split indilib's level prefix off a message (its drivers log "[ERROR] ...", "[WARNING] ...").
+
+    ``"[ERROR] x"`` -> (ERROR, "x"); ``[INFO]``, ``[DEBUG]`` and ``[SCOPE]`` are info; no prefix ->
+    (None, text), so the caller decides (a property in Alert speaks a warning).
+    """
+    match = _LEVEL_PREFIX.match(text)
+    if match is None:
+        return None, text
+    level = _PREFIX_LEVELS.get(match.group(1), MessageLevel.INFO)
+    return level, text[match.end() :] or text
 
 
 # --------------------------------------------------------------------------------------------------
@@ -688,18 +748,35 @@ class BlobTooLarge(ValueError):
     """A BLOB is larger than the configured limit (after decoding and decompression)."""
 
 
+def base64_decoded_length(text: str) -> int:
+    """Return how many bytes a base64 text decodes to, ignoring the whitespace it is wrapped with.
+
+    indilib wraps BLOBs every 72 columns: counting the newlines as data would overestimate a file just
+    under the size cap by 1/73 and skip it.
+    """
+    characters = len(text) - sum(text.count(space) for space in " \t\r\n")
+    padding = len(text) - len(text.rstrip(" \t\r\n="))
+    padding -= len(text) - len(text.rstrip(" \t\r\n"))
+    return max(0, characters * 3 // 4 - min(padding, 2))
+
+
 def decode_blob(text: str, fmt: str, limit: int) -> tuple[bytes, str]:
     """Decode a BLOB's base64 text and, for a ``.z`` format, zlib-decompress it.
 
     Returns the bytes and the format without ``.z``. Newlines in the base64 (indilib wraps at 72
     columns) are ignored. Raises BlobTooLarge beyond ``limit`` bytes (decompression stops there, so
-    a zip bomb costs at most ``limit``), ``binascii.Error``/``zlib.error`` for corrupt data.
+    a zip bomb costs at most ``limit``), ``binascii.Error`` for corrupt base64 and ``zlib.error`` for
+    corrupt or truncated compressed data (a cut-off stream is never returned as if it were whole).
     """
     data = base64.b64decode(text)
     if fmt.endswith(".z"):
         decompressor = zlib.decompressobj()
         data = decompressor.decompress(data, limit + 1)
         fmt = fmt[:-2]
+        if len(data) <= limit and not decompressor.eof:
+            raise zlib.error(
+                "truncated compressed data: the stream ends before its end marker"
+            )
     if len(data) > limit:
         raise BlobTooLarge(f"BLOB larger than {limit} bytes")
     return data, fmt

@@ -1,7 +1,16 @@
 """The INDI source: an INDI server's devices and properties as normalized events, and writes back.
 
 The model of what the server defined is in ``model``, the channels a vector is exposed as in
-``mapping``, and what a write sends (and the commands waiting for an answer) in ``commands``.
+``mapping`` (names in ``naming``, indilib's standard properties in ``standard``), the events emitted
+from the model in ``publish``, and what a write sends (and the commands waiting for an answer) in
+``commands``.
+
+indilib devices: a driver defines the settings it needs before connecting (port, baud rate, connection
+mode, polling, configuration) while its CONNECTION switch is Off; those vectors stay usable while the
+device is disconnected (``Vector.setting``). A vector counts as such a setting when the driver defines it
+while CONNECTION is Off: at the start (the first definitions of a disconnected device), or after a
+disconnect, when the source asks the device for its properties again and the driver re-defines what it
+still has (it deletes what needs the hardware).
 
 Ordering: the connection hands raw elements (and link changes) to an asyncio.Queue that one worker
 task consumes in order. Parsing a large element and decoding a large BLOB run in the default
@@ -14,18 +23,15 @@ link's LinkDown.
 from __future__ import annotations
 
 import asyncio
-import binascii
 from collections.abc import Hashable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 import functools
 import logging
 from typing import Any, Final
-import zlib
 
 from ...events import (
     BlobData,
-    ChannelRemoved,
     DeviceConnection,
     DeviceFound,
     DeviceLost,
@@ -45,21 +51,13 @@ from ..base import (
     Source,
     UnknownTarget,
 )
+from .blobs import BlobSkipped, decode_member
 from .client import IndiConnection, TaskFactory, loop_task_factory
-from .commands import PendingCommands, merged_values, select_values
-from .mapping import channel_definitions
-from .model import (
-    CONNECTION_VECTOR,
-    DRIVER_INFO_VECTOR,
-    LIGHT_OPTIONS,
-    STATE_ALERT,
-    Device,
-    Member,
-    Vector,
-)
+from .commands import PendingCommands, Until, merged_values, select_values
+from .mapping import UnitOverrides
+from .model import LIGHT_OPTIONS, STATE_ALERT, Device, Member, Vector
 from .protocol import (
     SWITCH_OFF,
-    BlobTooLarge,
     DefVector,
     DelProperty,
     ProtocolError,
@@ -67,12 +65,15 @@ from .protocol import (
     SetMember,
     SetVector,
     VectorKind,
-    decode_blob,
     enable_blob,
+    get_properties,
+    message_level,
     new_vector,
     parse_element,
     parse_number,
 )
+from .publish import Publisher
+from .standard import CONNECTION_VECTOR, DRIVER_INFO_VECTOR
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -83,7 +84,10 @@ QUEUE_HIGH_WATER_BYTES: Final = 8 * 1024 * 1024
 _ELEMENT_OVERHEAD: Final = 1024 * 1024
 """Room for the XML around a BLOB's base64 when sizing the largest element kept."""
 
-MANUFACTURER: Final = "INDI"
+UNKNOWN_MODEL: Final = "INDI device"
+"""The model of a device whose driver does not say (no DRIVER_INFO)."""
+PROBED_DEVICES: Final = 8
+"""Devices asked for one property each by the liveness probe (any answer proves the server alive)."""
 CONNECT_MEMBER: Final = "CONNECT"
 KEEPALIVE_MESSAGE: Final = "Keep alive message"
 """IPyServer's server-wide message after 30 s of silence: a liveness signal, not news."""
@@ -136,6 +140,9 @@ class IndiSource(Source):
         backoff_min: float = 1.0,
         backoff_max: float = 60.0,
         executor_threshold: int = DEFAULT_EXECUTOR_THRESHOLD,
+        unit_overrides: UnitOverrides | None = None,
+        silence_timeout: float | None = None,
+        probe_timeout: float | None = None,
     ) -> None:
         """Prepare the source; nothing connects before async_start."""
         self._host = host
@@ -155,6 +162,9 @@ class IndiSource(Source):
             max_element_bytes=_element_limit(max_blob_bytes),
             task_factory=task_factory,
             backpressure=self._wait_for_room,
+            probe=self._liveness_probe,
+            silence_timeout=silence_timeout,
+            probe_timeout=probe_timeout,
         )
         self._queue: asyncio.Queue[bytes | _LinkChange] = asyncio.Queue()
         # Bytes of elements queued but not handled yet; reading pauses above QUEUE_HIGH_WATER_BYTES.
@@ -166,6 +176,7 @@ class IndiSource(Source):
         self._devices: dict[str, Device] = {}
         self._pending = PendingCommands()
         self._counters = _Counters()
+        self._publish = Publisher(self._emit, unit_overrides or {})
 
     # ------------------------------------------------------------------ Source API
 
@@ -214,15 +225,39 @@ class IndiSource(Source):
             wire = merged_values(vector, {member.name: value})
         return await self._command(device, vector, wire)
 
+    async def async_run_action(
+        self, device_key: str, channel_key: str
+    ) -> CommandResult:
+        """Press a command switch (a button): its member On, returning once the device accepted it."""
+        self._require_connected()
+        device, vector = self._channel_vector(device_key, channel_key)
+        member = vector.member_of(channel_key)
+        if not vector.commands or member is None:
+            raise UnknownTarget(
+                f"{device_key} has no action {channel_key}",
+                device=device_key,
+                channel=channel_key,
+            )
+        return await self._command(
+            device, vector, merged_values(vector, {member.name: True})
+        )
+
     async def async_set_property(
-        self, device: str, name: str, values: Mapping[str, object]
+        self,
+        device: str,
+        name: str,
+        values: Mapping[str, object],
+        *,
+        timeout: float | None = None,
     ) -> CommandResult:
         """Write members of one vector by name (the raw action); other members keep their values.
 
         Numbers take numbers (sent as plain decimals) or strings (sent verbatim, unchecked: the
         device answers nonsense with Alert -> CommandRejected); switches take bool or "On"/"Off";
         texts take strings. For an exclusive (OneOfMany/AtMostOne) switch vector, a member turned
-        On turns the unspecified members Off.
+        On turns the unspecified members Off. Without ``timeout`` it returns once the device
+        accepted the command (Ok, or Busy: in progress); with one, once the device finished it (Ok)
+        or that many seconds passed (CommandTimeout).
         """
         self._require_connected()
         found_device, vector = self._vector(device, name)
@@ -237,7 +272,11 @@ class IndiSource(Source):
         if not values:
             raise InvalidValue(f"no values given for {device}.{name}", value="")
         wire = merged_values(vector, values, raw=True)
-        return await self._command(found_device, vector, wire)
+        if timeout is None:
+            return await self._command(found_device, vector, wire)
+        return await self._command(
+            found_device, vector, wire, until=Until.FINISHED, timeout=timeout
+        )
 
     def command_lane(self, device_key: str, channel_key: str) -> Hashable:
         """Return the vector's lane: its writes stay in order (each sends all members), others run."""
@@ -272,6 +311,7 @@ class IndiSource(Source):
                 "malformed": connection["malformed"],
                 **asdict(self._counters),
             },
+            "liveness_bound_s": self._connection.liveness_bound,
             "pending_commands": self._pending.count(),
             "late_answers": self._pending.late_answers,
             "queued_items": self._queue.qsize(),
@@ -315,6 +355,8 @@ class IndiSource(Source):
                 if isinstance(item, _LinkChange):
                     if not item.up:
                         self._forget_definitions()
+                    else:
+                        self._publish.forget_states()
                     self._emit(LinkUp() if item.up else LinkDown(item.reason))
                 else:
                     try:
@@ -353,15 +395,17 @@ class IndiSource(Source):
         previous = device.vectors.get(definition.name)
         vector = Vector.from_def(definition)
         if previous is not None:
-            vector.last_message = previous.last_message
             vector.blob_warned = previous.blob_warned
+            vector.setting = previous.setting
+        # A definition's message is what the vector said before (a server answering getProperties
+        # repeats it after every reconnect or reload): remembered, not news.
+        vector.last_message = definition.message
+        if device.connected is False:
+            vector.setting = True
         device.vectors[vector.name] = vector
         self._announce_device(device)
-        self._define_channels(device, vector, previous.channel_keys if previous else ())
-        self._vector_message(
-            device, vector, definition.message, definition.state, definition.timestamp
-        )
-        self._report_connection(device, vector)
+        self._publish.define(device, vector, previous.channel_keys if previous else ())
+        await self._report_connection(device, vector)
         if vector.kind is VectorKind.BLOB and self._enable_blobs:
             # The server sends no BLOBs until asked (default Never); the setting dies with the link,
             # and the server re-sends every def after reconnecting, so this also re-enables them.
@@ -380,16 +424,22 @@ class IndiSource(Source):
             return
         if update.timeout is not None:
             vector.timeout = update.timeout
+        state_changed = update.state is not None and update.state != vector.state
         if update.state is not None:
             vector.state = update.state
         if vector.kind is VectorKind.BLOB:
             await self._emit_blobs(device, vector, update)
         else:
-            self._apply_values(device, vector, update)
+            changed = self._apply_values(vector, update)
+            self._publish.values(
+                device, vector, changed, update.timestamp, state_changed=state_changed
+            )
+        if state_changed:
+            self._publish.device_state(device)
         self._vector_message(
             device, vector, update.message, update.state, update.timestamp
         )
-        self._report_connection(device, vector)
+        await self._report_connection(device, vector)
         if vector.name == DRIVER_INFO_VECTOR:
             self._announce_device(device)
         self._pending.resolve(device.name, vector, update)
@@ -415,8 +465,7 @@ class IndiSource(Source):
                 channel=vector.name,
             ),
         )
-        for key in vector.channel_keys:
-            self._emit(ChannelRemoved(device.name, key))
+        self._publish.removed(device, vector)
         if deletion.message:
             self._emit(
                 Message(
@@ -452,8 +501,7 @@ class IndiSource(Source):
             for vector in device.vectors.values():
                 if vector.enabled:
                     vector.enabled = False
-                    for key in vector.channel_keys:
-                        self._emit(ChannelRemoved(device.name, key))
+                    self._publish.removed(device, vector)
 
     def _on_message(self, message: ServerMessage) -> None:
         if not message.message:
@@ -461,9 +509,11 @@ class IndiSource(Source):
         if message.device is None and message.message == KEEPALIVE_MESSAGE:
             self._counters.keepalives += 1
             return
-        self._emit(
-            Message(message.device, message.message, timestamp=message.timestamp)
-        )
+        level, text = message_level(message.message)
+        level = level or MessageLevel.INFO
+        if message.device is not None:
+            self._pending.note_message(message.device, level, text)
+        self._emit(Message(message.device, text, level, message.timestamp))
 
     # ------------------------------------------------------------------ event helpers
 
@@ -483,34 +533,18 @@ class IndiSource(Source):
         device.present = True
         device.announced = info
         model, sw_version = info
+        # INDI names no manufacturer: DRIVER_INFO's driver name is the model, when the driver has one.
         self._emit(
             DeviceFound(
                 device.name,
                 device.name,
-                manufacturer=MANUFACTURER,
-                model=model,
+                model=model or UNKNOWN_MODEL,
                 sw_version=sw_version,
             )
         )
 
-    def _define_channels(
-        self, device: Device, vector: Vector, previous_keys: tuple[str, ...]
-    ) -> None:
-        """Emit ChannelDefined for a vector's channels; ChannelRemoved for ones a redefinition dropped."""
-        definitions = channel_definitions(device.name, vector)
-        vector.channel_keys = tuple(
-            definition.channel_key for definition in definitions
-        )
-        for key in previous_keys:
-            if key not in vector.channel_keys:
-                device.channels.pop(key, None)
-                self._emit(ChannelRemoved(device.name, key))
-        for definition in definitions:
-            device.channels[definition.channel_key] = vector.name
-            self._emit(definition)
-
-    def _apply_values(self, device: Device, vector: Vector, update: SetVector) -> None:
-        """Store the members a set carries and emit their readings."""
+    def _apply_values(self, vector: Vector, update: SetVector) -> list[Member]:
+        """Store the members a set carries; return those that changed."""
         changed: list[Member] = []
         for given in update.members:
             member = vector.members.get(given.name)
@@ -522,33 +556,14 @@ class IndiSource(Source):
                 continue
             member.value = given.value
             changed.append(member)
-        if not changed:
-            return
         if vector.exclusive and any(member.is_on for member in changed):
             # The rule allows one member On: a set naming only that one implies the rest are Off.
             given_names = {member.name for member in changed}
             for member in vector.members.values():
-                if member.name not in given_names:
+                if member.name not in given_names and member.is_on:
                     member.value = SWITCH_OFF
-        if vector.is_select:
-            self._emit(
-                Reading(
-                    device.name,
-                    changed[0].channel_key,
-                    vector.select_value(),
-                    update.timestamp,
-                )
-            )
-            return
-        for member in changed:
-            self._emit(
-                Reading(
-                    device.name,
-                    member.channel_key,
-                    vector.member_value(member),
-                    update.timestamp,
-                )
-            )
+                    changed.append(member)
+        return changed
 
     @staticmethod
     def _usable_value(vector: Vector, given: SetMember) -> bool:
@@ -586,29 +601,14 @@ class IndiSource(Source):
     async def _decode_blob(
         self, device: Device, vector: Vector, given: SetMember
     ) -> BlobData | None:
-        """Decode (and decompress) one BLOB, in the executor when it is large; None when skipped."""
-        encoded_estimate = len(given.value) * 3 // 4
-        if encoded_estimate > self._max_blob_bytes:
-            self._skip_blob(device, vector, given, f"about {encoded_estimate} bytes")
-            return None
-        fmt = given.format or ""
+        """Decode (and decompress) one BLOB, in the executor when large (see blobs); None when skipped."""
         try:
-            if len(given.value) > self._executor_threshold:
-                loop = asyncio.get_running_loop()
-                data, fmt = await loop.run_in_executor(
-                    None, decode_blob, given.value, fmt, self._max_blob_bytes
-                )
-            else:
-                data, fmt = decode_blob(given.value, fmt, self._max_blob_bytes)
-        except BlobTooLarge:
-            self._skip_blob(
-                device, vector, given, "more than the limit once decompressed"
+            return await decode_member(
+                given, self._max_blob_bytes, self._executor_threshold
             )
+        except BlobSkipped as err:
+            self._skip_blob(device, vector, given, str(err))
             return None
-        except (binascii.Error, zlib.error, ValueError) as err:
-            self._skip_blob(device, vector, given, f"undecodable: {err}")
-            return None
-        return BlobData(data, fmt, len(data))
 
     def _skip_blob(
         self, device: Device, vector: Vector, given: SetMember, why: str
@@ -646,24 +646,52 @@ class IndiSource(Source):
         vector.last_message = message
         if message is None:
             return
-        level = MessageLevel.WARNING if state == STATE_ALERT else MessageLevel.INFO
+        level, text = message_level(message)
+        if level is None:
+            level = MessageLevel.WARNING if state == STATE_ALERT else MessageLevel.INFO
         self._emit(
             Message(
                 device.name,
-                message,
+                text,
                 level,
                 timestamp,
                 attributes={"vector": vector.name},
             )
         )
 
-    def _report_connection(self, device: Device, vector: Vector) -> None:
-        """Emit DeviceConnection from indilib's CONNECTION switch (CONNECT On = connected)."""
+    async def _report_connection(self, device: Device, vector: Vector) -> None:
+        """Follow indilib's CONNECTION switch (CONNECT On = connected): DeviceConnection, and settings.
+
+        When a device goes from connected to disconnected its driver deletes what needs the hardware
+        and keeps the rest, without defining it again: asking for the device's properties makes it
+        define what it still has, and what it defines while disconnected is a setting (see
+        ``Vector.setting``).
+        """
         if vector.name != CONNECTION_VECTOR or vector.kind is not VectorKind.SWITCH:
             return
         connect = vector.members.get(CONNECT_MEMBER)
-        if connect is not None:
-            self._emit(DeviceConnection(device.name, connect.is_on))
+        if connect is None:
+            return
+        was_connected, device.connected = device.connected, connect.is_on
+        self._emit(DeviceConnection(device.name, connect.is_on))
+        if was_connected and not connect.is_on:
+            await self._send_quietly(get_properties(device.name))
+
+    def _liveness_probe(self) -> bytes | None:
+        """Return a getProperties for one known property of each present device (None: none known).
+
+        The server forwards it to the driver, which answers with that property's definition; asking a
+        few devices keeps one hung driver from making a live server look dead.
+        """
+        probes = []
+        for device in self._devices.values():
+            # A defined property if there is one; after a lost link none is, but the server had them.
+            names = [v.name for v in device.vectors.values() if v.enabled] or list(
+                device.vectors
+            )
+            if device.present and names:
+                probes.append(get_properties(device.name, names[0]))
+        return b"".join(probes[:PROBED_DEVICES]) if probes else None
 
     async def _send_quietly(self, data: bytes) -> None:
         """Send a request whose loss does not matter (it is repeated after a reconnect)."""
@@ -708,12 +736,23 @@ class IndiSource(Source):
             raise InvalidValue(f"{vector.name} is read-only", value="")
 
     async def _command(
-        self, device: Device, vector: Vector, wire: Mapping[str, str]
+        self,
+        device: Device,
+        vector: Vector,
+        wire: Mapping[str, str],
+        *,
+        until: Until = Until.ACCEPTED,
+        timeout: float | None = None,
     ) -> CommandResult:
         """Send a new*Vector with all members and wait for the set*Vector answering it."""
         payload = new_vector(vector.kind, device.name, vector.name, list(wire.items()))
         return await self._pending.send_and_wait(
-            device.name, vector, functools.partial(self._connection.send, payload), wire
+            device.name,
+            vector,
+            functools.partial(self._connection.send, payload),
+            wire,
+            until=until,
+            timeout=timeout,
         )
 
     def _not_connected(self, why: str) -> NotConnected:
