@@ -28,6 +28,7 @@ from custom_components.instrument_hub.const import (
     CONF_SOURCE_KIND,
     DOMAIN,
 )
+from custom_components.instrument_hub.kinds import KINDS
 
 from .fake_source import FAKE, FakeKind
 from .helpers import SOURCE_INDI
@@ -65,7 +66,7 @@ async def _start_indi_step(hass: HomeAssistant) -> str:
         DOMAIN, context={"source": SOURCE_USER}
     )
     assert result["type"] is FlowResultType.MENU
-    assert result["menu_options"] == [SOURCE_INDI]
+    assert SOURCE_INDI in result["menu_options"]
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"next_step_id": SOURCE_INDI}
     )
@@ -321,7 +322,11 @@ async def test_menu_lists_every_registered_kind(
     result = await hass.config_entries.flow.async_init(
         DOMAIN, context={"source": SOURCE_USER}
     )
-    assert result["menu_options"] == [SOURCE_INDI, FAKE]
+    options = result["menu_options"]
+    assert isinstance(options, list)
+    assert options == [*KINDS]
+    assert options[0] == SOURCE_INDI
+    assert options[-1] == FAKE
 
 
 async def _fake_step(hass: HomeAssistant) -> str:
@@ -418,6 +423,34 @@ async def test_discovery_goes_to_the_kind_that_declares_it(
         DOMAIN, context={"source": SOURCE_ZEROCONF}, data=_zeroconf("127.0.0.5")
     )
     assert result["reason"] == "already_configured"
+
+
+class _PickyKind(FakeKind):
+    """A kind with a zeroconf step that accepts no announcement."""
+
+    name = "picky"
+
+    def accepts_discovery(self, source: str, discovery_info: object) -> bool:
+        """Refuse every discovery."""
+        return False
+
+
+async def test_discovery_a_kind_does_not_accept_goes_on(
+    hass: HomeAssistant, fake_kind: FakeKind, mock_setup_entry: AsyncMock
+) -> None:
+    """Two kinds declare a zeroconf step: the first does not accept the announcement, the next gets it."""
+    with patch.dict(KINDS, {"picky": _PickyKind(), FAKE: fake_kind}, clear=True):
+        result = await hass.config_entries.flow.async_init(
+            DOMAIN, context={"source": SOURCE_ZEROCONF}, data=_zeroconf("127.0.0.6")
+        )
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+        assert result["result"].unique_id == "fake:127.0.0.6"
+        with patch.object(FakeKind, "accepts_discovery", return_value=False):
+            result = await hass.config_entries.flow.async_init(
+                DOMAIN, context={"source": SOURCE_ZEROCONF}, data=_zeroconf("127.0.0.7")
+            )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "not_supported"
 
 
 async def test_discovery_no_kind_declares_is_refused(
