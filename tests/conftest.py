@@ -11,6 +11,10 @@ from syrupy.assertion import SnapshotAssertion
 
 from .fake_indi import FakeIndiServer
 from .fake_source import FakeKind, registered_fake_kind
+from .powersensor_net import (  # noqa: F401 - fixtures of the Powersensor tests
+    loopback_only,
+    subnet,
+)
 
 
 @pytest.fixture(autouse=True)
