@@ -24,8 +24,9 @@ What it emulates, from the reference note (powersensor-local 2.4.0, its fixtures
   from its own address, as plugs on one LAN do.
 
 It is driven through a JSON-lines control port (``--control-port`` on 127.0.0.1): ``silence`` /
-``resume`` a plug (it says nothing and answers nothing, its subscriptions kept), ``reboot`` (its
-subscriptions forgotten), ``move`` a sensor to another plug, ``address`` (the plug moves to another
+``resume`` a plug (it says nothing and answers nothing, its subscriptions kept) or a sensor (a flat
+battery), ``reboot`` (its subscriptions forgotten), ``move`` a sensor to another plug, ``also`` (a
+second plug in range relays the same reports too), ``address`` (the plug moves to another
 127.x address, as after a DHCP change), ``inject`` raw bytes into a plug's stream (malformed lines),
 ``warn`` / ``expire`` subscriptions now, ``export`` on/off, ``reset`` a meter (its summation
 restarts at a small non-zero value and ``summation_start`` is now), ``uncalibrated`` on/off (unit
@@ -50,7 +51,7 @@ import random
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 _LOGGER = logging.getLogger("powersensor_plugs")
 
@@ -126,6 +127,9 @@ class Sensor:
     rssi: float = -89.0
     uncalibrated: bool = False
     invalid_next: bool = False
+    silent: bool = False
+    also: str | None = None
+    """A second plug in range that relays the same reports too."""
     last: dict[str, Any] | None = None
 
     def report(self, starttime: int, duration: int, weather: Weather) -> dict[str, Any]:
@@ -231,9 +235,8 @@ class Plug(asyncio.DatagramProtocol):
     )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Keep the plug's socket."""
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        """Keep the plug's socket (a DatagramTransport; Python 3.11's does not subclass it)."""
+        self.transport = cast("asyncio.DatagramTransport", transport)
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         """Answer discover() and subscribe(N) (nothing at all while silent)."""
@@ -484,10 +487,13 @@ class PlugNetwork:
         self._last_window = window
         starttime = (window - 1) * self.sensor_interval
         for sensor in self.sensors.values():
-            relay = self.plugs.get(sensor.relay)
+            if sensor.silent:
+                continue  # a flat battery, out of range
             report = sensor.report(starttime, self.sensor_interval, self.weather)
-            if relay is not None and not relay.silent:
-                relay.outbox.append(report)
+            for mac in dict.fromkeys((sensor.relay, sensor.also)):
+                relay = self.plugs.get(mac) if mac is not None else None
+                if relay is not None and not relay.silent:
+                    relay.outbox.append(report)
 
     # ------------------------------------------------------------------ control
 
@@ -514,6 +520,15 @@ class PlugNetwork:
             }
         if cmd in ("export", "hold"):
             setattr(self.weather, cmd, bool(request["on"]))
+            return {}
+        if cmd in ("silence", "resume") and "sensor" in request:
+            self.sensors[request["sensor"]].silent = cmd == "silence"
+            return {}
+        if cmd == "also":
+            plug = request.get("plug")
+            self.sensors[request["sensor"]].also = (
+                None if plug is None else self.plugs[plug].mac
+            )
             return {}
         if cmd in (
             "silence",
@@ -592,7 +607,8 @@ async def _serve_control(network: PlugNetwork, host: str, port: int) -> asyncio.
         finally:
             writer.close()
 
-    return await asyncio.start_server(handle, check_loopback(host), port)
+    # A command may carry a whole datagram (hex): room for the largest one.
+    return await asyncio.start_server(handle, check_loopback(host), port, limit=1 << 20)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:

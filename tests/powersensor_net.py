@@ -124,7 +124,11 @@ def subnet() -> Subnet:
 
 @contextlib.asynccontextmanager
 async def emulated_household(
-    subnet: Subnet, *, plug_interval: float = 0.2, sensor_interval: int = 1
+    subnet: Subnet,
+    *,
+    plug_interval: float = 0.2,
+    sensor_interval: int = 1,
+    hold: bool = False,
 ) -> AsyncIterator[PlugNetwork]:
     """Run the plug emulator in this process: plugs A, B on ``.11``/``.12``, the segment on ``.255``."""
     network = PlugNetwork(
@@ -137,6 +141,7 @@ async def emulated_household(
         broadcast=subnet.broadcast,
         plug_interval=plug_interval,
         sensor_interval=sensor_interval,
+        hold=hold,
     )
     await network.start()
     try:

@@ -19,6 +19,7 @@ from custom_components.instrument_hub.sources.powersensor.mapping import (
     household_reading,
     sample_of,
     sensor_name,
+    timestamp,
 )
 from custom_components.instrument_hub.sources.powersensor.protocol import (
     DISCOVER,
@@ -348,6 +349,18 @@ def test_household_readings() -> None:
         None,
     )
     assert household_reading("something_else", {}) is None
+    assert household_reading("to_grid_summation", {"summation_joules": None}) == (
+        "grid_export_energy",
+        None,
+    )
+
+
+def test_reset_times_out_of_range_are_unknown() -> None:
+    """A reset time no datetime can hold gives no last_reset rather than an error."""
+    assert timestamp(1e300) is None
+    assert timestamp(-1e300) is None
+    assert timestamp("1769972064") is None
+    assert timestamp(1769972064) == datetime.fromtimestamp(1769972064, UTC)
 
 
 def test_channel_catalogue() -> None:

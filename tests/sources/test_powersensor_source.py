@@ -16,6 +16,7 @@ import json
 import logging
 import os
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 
@@ -34,6 +35,9 @@ from custom_components.instrument_hub.sources.powersensor import (
     PowersensorSettings,
     PowersensorSource,
 )
+from custom_components.instrument_hub.sources.powersensor.client import PlugLink
+from custom_components.instrument_hub.sources.powersensor.protocol import Report
+from custom_components.instrument_hub.sources.powersensor.source import REPORT_QUEUE
 from simulators.powersensor_plugs import PlugNetwork
 from tests.powersensor_net import (
     HOUSE,
@@ -341,20 +345,19 @@ async def test_a_sensor_moving_to_another_plug_is_re_linked(
 async def test_a_report_relayed_twice_counts_once(
     subnet: Subnet, recorder: EventRecorder
 ) -> None:
-    """The same house report also through plug B: no second set of readings, relay unchanged."""
+    """Plug B is in range of the house sensor too: each report counts once; when A goes, B keeps it."""
     async with (
         emulated_household(subnet) as network,
-        running(_scanning(subnet), recorder) as source,
+        running(_scanning(subnet, sensor_timeout=5.0), recorder) as source,
     ):
         house = (
             await recorder.wait_for(DeviceFound, lambda e: e.hardware_id == HOUSE)
         ).device_key
-        mark = await _readings_of(recorder, house)
-        last = (await control(network, "state"))["sensors"][0]["last"]
-        await control(
-            network, "inject", plug=PLUG_B, hex=json.dumps(last).encode().hex()
-        )
-        await _readings_of(recorder, _key(recorder, PLUG_B))
+        plug_a, plug_b = _key(recorder, PLUG_A), _key(recorder, PLUG_B)
+        await control(network, "also", sensor=HOUSE, plug=PLUG_B)
+        await asyncio.sleep(2.2)  # two sensor windows through both plugs
+        mark = len(recorder.events)
+        await asyncio.sleep(2.1)
         powers = [
             e
             for e in recorder.events[mark:]
@@ -362,12 +365,93 @@ async def test_a_report_relayed_twice_counts_once(
             and e.device_key == house
             and e.channel_key == "power"
         ]
-        assert len(powers) == 1
-        assert source.diagnostics()["devices"][house]["duplicates"] >= 1
+        assert 1 <= len(powers) <= 3  # one per window, not two
+        assert source.diagnostics()["devices"][house]["duplicates"] >= 2
+        assert source.diagnostics()["devices"][house]["via"] == plug_a
+        await control(network, "silence", plug=PLUG_A)
+        await recorder.wait_for(DeviceLost, lambda e: e.device_key == plug_a)
+        moved = await recorder.wait_for(
+            DeviceFound, lambda e: e.device_key == house and e.via_device_key == plug_b
+        )
+        assert moved.hardware_id == HOUSE
+        assert not [e for e in recorder.of_type(DeviceLost) if e.device_key == house]
+        assert source.diagnostics()["counters"]["relinks"] >= 1
+
+
+async def test_a_silent_sensor_is_lost_and_the_household_with_solar(
+    subnet: Subnet, recorder: EventRecorder
+) -> None:
+    """The solar sensor's battery goes flat: it is lost after its threshold, the household too."""
+    async with (
+        emulated_household(subnet) as network,
+        running(_scanning(subnet, sensor_timeout=1.5), recorder),
+    ):
+        await recorder.wait_for(DeviceFound, lambda e: e.device_key == "household")
+        solar = _key(recorder, SOLAR)
+        await control(network, "silence", sensor=SOLAR)
+        lost = await recorder.wait_for(DeviceLost, lambda e: e.device_key == solar)
+        assert lost.reason.startswith("silent for")
+        household = await recorder.wait_for(
+            DeviceLost, lambda e: e.device_key == "household"
+        )
+        assert household.reason == "the solar sensor is gone"
         assert not [
             e
-            for e in recorder.of_type(DeviceFound)
-            if e.device_key == house and e.via_device_key != _key(recorder, PLUG_A)
+            for e in recorder.of_type(DeviceLost)
+            if e.device_key == _key(recorder, PLUG_B)
+        ]
+        await control(network, "resume", sensor=SOLAR)
+        await recorder.wait_for(
+            DeviceFound, lambda e: e.device_key == "household", count=2
+        )
+
+
+async def test_odd_reports_in_the_stream(
+    subnet: Subnet, recorder: EventRecorder
+) -> None:
+    """A role change re-announces the sensor; a plug with water fields and a BLE device are ignored."""
+    async with (
+        emulated_household(subnet) as network,
+        running(_scanning(subnet), recorder) as source,
+    ):
+        house = (
+            await recorder.wait_for(DeviceFound, lambda e: e.hardware_id == HOUSE)
+        ).device_key
+        state = await control(network, "state")
+        report = dict(state["sensors"][0]["last"])
+        report.update(role="appliance", starttime=report["starttime"] + 7)
+        odd = [
+            report,
+            {
+                **state["plugs"][0]["last"],
+                "unit": "L",
+                "average_flow": 3.0,
+                "summation_volume": 1.0,
+            },
+            {
+                "type": "auxiliary",
+                "device": "ble_sensor",
+                "mac": "aabbccddeeff",
+                "subtype": "instant",
+            },
+        ]
+        await control(
+            network,
+            "inject",
+            plug=PLUG_A,
+            hex="".join(json.dumps(line) + "\n" for line in odd).encode().hex(),
+        )
+        renamed = await recorder.wait_for(
+            DeviceFound,
+            lambda e: e.device_key == house and e.model == "Sensor (appliance)",
+        )
+        assert renamed.name == "Powersensor appliance sensor 47d1f5"
+        await asyncio.sleep(0.2)
+        assert source.diagnostics()["counters"]["ignored_reports"] == 1
+        assert not [
+            e
+            for e in recorder.of_type(ChannelDefined)
+            if e.device_key == _key(recorder, PLUG_A) and e.channel_key == "water_flow"
         ]
 
 
@@ -615,3 +699,54 @@ def test_emulator_refuses_other_addresses() -> None:
         PlugNetwork(broadcast="192.168.1.255")
     with pytest.raises(ValueError, match="loopback"):
         PlugNetwork(((PLUG_A, "10.0.0.5"),))
+
+
+# --------------------------------------------------------------------------------------------------
+# Edges without a network
+
+
+async def test_edges(recorder: EventRecorder, caplog: pytest.LogCaptureFixture) -> None:
+    """A full queue drops (one warning); a failing sink or handler is logged; stopped means quiet."""
+    source = PowersensorSource(PowersensorSettings())
+    link = PlugLink(
+        "127.0.0.1", on_reports=lambda _l, _r: None, on_bad_line=lambda _l, _b: None
+    )
+    for _ in range(REPORT_QUEUE + 3):
+        source._on_reports(link, [])
+    assert source.diagnostics()["counters"]["dropped_datagrams"] == 3
+    assert (
+        sum("faster than they are handled" in r.getMessage() for r in caplog.records)
+        == 1
+    )
+
+    def broken(_event: object) -> None:
+        raise RuntimeError("sink broke")
+
+    source._sink = broken
+    source._emit(LinkUp())
+    assert "Event sink failed" in caplog.text
+
+    with patch(
+        "custom_components.instrument_hub.sources.powersensor.source.scan",
+        side_effect=OSError(99, "cannot assign"),
+    ):
+        assert await source.async_rescan() == 0
+    assert "Powersensor discovery failed" in caplog.text
+
+    source._queue = asyncio.Queue()
+    source._queue.put_nowait((link, [Report({"type": "instant_power"})]))
+    with patch.object(source, "_handle_report", side_effect=RuntimeError("bug")):
+        worker = asyncio.create_task(source._work())
+        await asyncio.sleep(0.05)
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+    assert "Error while handling a Powersensor report" in caplog.text
+
+    await source.async_stop()
+    source.plug_announced(PLUG_A, "127.0.0.11")  # stopped: ignored
+    await source._place_plug(PLUG_A, "127.0.0.11", persist=True)
+    source._scan_for_missing()
+    await source._on_household("from_grid", {"watts": 5})
+    assert source.diagnostics()["links"] == []
+    assert not source._tasks

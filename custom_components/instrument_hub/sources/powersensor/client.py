@@ -300,13 +300,17 @@ class _ScanProtocol(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.found: dict[str, str] = {}
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.warned = False
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         for answer in parse_discovery_datagram(data):
             self.found[answer.mac] = answer.ip
 
     def error_received(self, exc: Exception) -> None:
-        _LOGGER.debug("Powersensor discovery: %s", exc)
+        # A send the system refused (no route, broadcast not allowed): once a scan, then quietly.
+        level = logging.DEBUG if self.warned else logging.WARNING
+        self.warned = True
+        _LOGGER.log(level, "Cannot send the Powersensor discovery: %s", exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
@@ -335,21 +339,12 @@ async def scan(
         family=socket.AF_INET,
         allow_broadcast=True,
     )
-    warned: set[str] = set()
     try:
         rounds = max(1, round(seconds / interval))
         for _ in range(rounds):
             for address in targets:
-                try:
-                    transport.sendto(DISCOVER, (address, port))
-                except OSError as err:
-                    if address not in warned:
-                        warned.add(address)
-                        _LOGGER.warning(
-                            "Cannot send the Powersensor discovery to %s: %s",
-                            address,
-                            err,
-                        )
+                # A refused send comes back through error_received (asyncio does not raise).
+                transport.sendto(DISCOVER, (address, port))
             await asyncio.sleep(interval)
     finally:
         transport.close()
