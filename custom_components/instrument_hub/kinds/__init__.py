@@ -13,8 +13,11 @@ from homeassistant.config_entries import ConfigEntry
 from ..const import CONF_SOURCE_KIND
 from .base import KindAction, SourceKind
 from .indi import IndiKind
+from .powersensor import PowersensorKind
 
-KINDS: Final[Mapping[str, SourceKind]] = {kind.name: kind for kind in (IndiKind(),)}
+KINDS: Final[Mapping[str, SourceKind]] = {
+    kind.name: kind for kind in (IndiKind(), PowersensorKind())
+}
 """Every kind, by name, in the order of the config flow's menu."""
 
 
