@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import importlib
 from typing import Any, Final
 
-ROW_MODULES: Final = ("benchmarks.floor", "benchmarks.indi")
+ROW_MODULES: Final = ("benchmarks.floor", "benchmarks.indi", "benchmarks.powersensor")
 """Modules whose import registers rows; the floor's module comes first."""
 
 
