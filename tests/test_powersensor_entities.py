@@ -357,6 +357,48 @@ async def test_a_disabled_device_is_unsubscribed_at_the_source(
     assert "bcddc247d338" in reloaded._muted
 
 
+async def test_disabled_entities_are_muted_at_the_source(
+    hass: HomeAssistant,
+    subnet: Subnet,
+    household: PlugNetwork,
+    entity_registry: er.EntityRegistry,
+) -> None:
+    """Voltage and currents start disabled: their readings stop at the source until enabled."""
+    entry = household_entry(hass, subnet)
+    await setup_household(hass, entry)
+    await _ready(hass, entry)
+    source = entry.runtime_data.source
+    assert isinstance(source, PowersensorSource)
+    voltage = entity_id_of(hass, "sensor", f"{PLUG_A}:voltage")
+    assert voltage is not None
+    registered = entity_registry.async_get(voltage)
+    assert registered is not None
+    assert registered.disabled_by is er.RegistryEntryDisabler.INTEGRATION
+
+    def muted(mac: str) -> list[str]:
+        return next(
+            d["muted_channels"]
+            for d in source.diagnostics()["devices"].values()
+            if d["mac"] == mac
+        )
+
+    assert muted(PLUG_A) == [
+        "active_current",
+        "apparent_current",
+        "reactive_current",
+        "voltage",
+    ]
+    assert "average_rssi" in muted(HOUSE)
+    entity_registry.async_update_entity(voltage, disabled_by=None)
+    await hass.async_block_till_done()
+    assert "voltage" not in muted(PLUG_A)
+    entity_registry.async_update_entity(
+        voltage, name="Mains voltage"
+    )  # not about enabling
+    await hass.async_block_till_done()
+    assert "voltage" not in muted(PLUG_A)
+
+
 async def test_rescan_action(
     hass: HomeAssistant, subnet: Subnet, household: PlugNetwork
 ) -> None:

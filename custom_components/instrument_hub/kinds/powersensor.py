@@ -36,6 +36,7 @@ from homeassistant.core import (
 from homeassistant.helpers import (
     config_validation as cv,
     device_registry as dr,
+    entity_registry as er,
     selector,
 )
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
@@ -250,6 +251,43 @@ async def _async_step_zeroconf_confirm(
 
 
 @callback
+def _follow_disabled_entities(
+    hass: HomeAssistant, entry: ConfigEntry, source: PowersensorSource
+) -> None:
+    """Mute the channels of disabled entities (the noisy ones start disabled) at the source.
+
+    A disabled entity shows nothing, so its readings need not travel through the hub at all (a plug
+    report has six values; four of them are disabled by default).
+    """
+    registry = er.async_get(hass)
+
+    def apply(entity: er.RegistryEntry) -> None:
+        identifier, _, channel_key = entity.unique_id.partition(":")
+        if entity.platform == DOMAIN and channel_key:
+            source.set_channel_enabled(
+                identifier, channel_key, entity.disabled_by is None
+            )
+
+    for entity in er.async_entries_for_config_entry(registry, entry.entry_id):
+        apply(entity)
+
+    @callback
+    def updated(event: Event[er.EventEntityRegistryUpdatedData]) -> None:
+        data = event.data
+        if data["action"] == "remove":
+            return
+        if data["action"] == "update" and "disabled_by" not in data["changes"]:
+            return
+        entity = registry.async_get(data["entity_id"])
+        if entity is not None and entity.config_entry_id == entry.entry_id:
+            apply(entity)
+
+    entry.async_on_unload(
+        hass.bus.async_listen(er.EVENT_ENTITY_REGISTRY_UPDATED, updated)
+    )
+
+
+@callback
 def _follow_disabled_devices(
     hass: HomeAssistant, entry: ConfigEntry, source: PowersensorSource
 ) -> None:
@@ -409,6 +447,7 @@ class PowersensorKind(SourceKind):
             task_factory=task_factory,
         )
         _follow_disabled_devices(hass, entry, source)
+        _follow_disabled_entities(hass, entry, source)
         return source
 
     def options_form(self, entry: ConfigEntry) -> OptionsForm:

@@ -105,13 +105,18 @@ class ChannelSpec:
     resets: bool = False
     """A meter that resets (TOTAL with ``last_reset`` from the device's reset time)."""
 
+    @property
+    def channel_key(self) -> str:
+        """Return the channel key (the key is a plain name: it is its own key part)."""
+        return self.key
+
     def definition(
         self, device_key: str, last_reset: datetime | None = None
     ) -> ChannelDefined:
         """Return the channel's definition for one device."""
         return ChannelDefined(
             device_key,
-            join_key(self.key),
+            self.channel_key,
             self.kind,
             writable=False,
             label=None,
@@ -248,6 +253,12 @@ HOUSEHOLD_CHANNELS: Final[Mapping[str, ChannelSpec]] = {
         ),
     )
 }
+
+assert all(
+    join_key(spec.key) == spec.key
+    for specs in (PLUG_CHANNELS, SENSOR_CHANNELS, HOUSEHOLD_CHANNELS)
+    for spec in specs.values()
+), "channel names are their own keys (no escaping needed)"
 
 CHANNELS: Final[Mapping[DeviceType, Mapping[str, ChannelSpec]]] = {
     DeviceType.PLUG: PLUG_CHANNELS,

@@ -181,6 +181,7 @@ class PowersensorSource(Source):
         self._known_plugs: dict[str, str] = dict(settings.known_plugs)
         self._with_solar = settings.with_solar
         self._muted: set[str] = set()
+        self._muted_channels: dict[str, set[str]] = {}
         self._counters = _Counters()
         self._warned_hosts: set[str] = set()
         self._link_up = False
@@ -278,6 +279,16 @@ class PowersensorSource(Source):
         else:
             self._muted.add(hardware_id)
 
+    def set_channel_enabled(
+        self, hardware_id: str, channel_key: str, enabled: bool
+    ) -> None:
+        """Stop (or resume) delivering one channel's readings (its entity is disabled)."""
+        muted = self._muted_channels.setdefault(hardware_id, set())
+        if enabled:
+            muted.discard(channel_key)
+        else:
+            muted.add(channel_key)
+
     def diagnostics(self) -> dict[str, Any]:
         """Return the links, the devices and the counters (addresses and MACs under redacted keys)."""
         now = self._clock()
@@ -309,6 +320,9 @@ class PowersensorSource(Source):
                     "duplicates": device.duplicates,
                     "uncalibrated": device.uncalibrated,
                     "muted": device.mac in self._muted,
+                    "muted_channels": sorted(
+                        self._muted_channels.get(device.mac or "", ())
+                    ),
                     "channels": sorted(device.defined),
                 }
                 for device in (*self._devices.values(), self._household_device)
@@ -537,15 +551,17 @@ class PowersensorSource(Source):
 
     def _emit_sample(self, device: _Device, sample: Sample) -> None:
         specs = CHANNELS[device.type]
+        muted = self._muted_channels.get(device.mac or "", ())
         for key, value in sample.values.items():
             spec = specs.get(key)
             if spec is None:
                 continue
             self._define(device, spec, sample.resets.get(key))
-            self._reading(device, key, value)
+            if key not in muted:
+                self._reading(device, key, value)
         withheld = sample.uncalibrated or sample.invalid
         for key in MEASURED:
-            if withheld and key in device.defined:
+            if withheld and key in device.defined and key not in muted:
                 self._reading(device, key, None)
         if sample.uncalibrated and not device.uncalibrated:
             self._emit(
@@ -571,7 +587,8 @@ class PowersensorSource(Source):
         self._emit(definition)
 
     def _reading(self, device: _Device, key: str, value: object) -> None:
-        self._emit(Reading(device.key, join_key(key), value))
+        # The catalogue's names are plain (mapping checks join_key(name) == name): no escaping.
+        self._emit(Reading(device.key, key, value))
 
     async def _on_household(self, event_name: str, payload: dict[str, Any]) -> None:
         """Show a VirtualHousehold event: the household's gross figures."""
@@ -584,7 +601,8 @@ class PowersensorSource(Source):
             self._found(household)
         key, value = reading
         self._define(household, CHANNELS[DeviceType.HOUSEHOLD][key], None)
-        self._reading(household, key, value)
+        if key not in self._muted_channels.get(HOUSEHOLD_ID, ()):
+            self._reading(household, key, value)
 
     def _new_household(self) -> VirtualHousehold:
         household = VirtualHousehold(self._settings.with_solar, _LOGGER)
