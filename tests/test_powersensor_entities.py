@@ -111,6 +111,7 @@ async def test_entities_of_a_household(
         await snapshot_platform(hass, entity_registry, snapshot, entry.entry_id)
 
 
+@pytest.mark.usefixtures("all_entities_enabled")
 async def test_states_are_the_raw_messages_converted(
     hass: HomeAssistant, subnet: Subnet, held_household: PlugNetwork
 ) -> None:
@@ -165,6 +166,7 @@ async def test_states_are_the_raw_messages_converted(
     solar = raw[SOLAR]
     assert solar["power"] < 0  # the solar sensor measures generation as negative
     check(f"{SOLAR}:power", solar["power"], "W", "power", "measurement")
+    check(f"{SOLAR}:energy", solar["summation"] / 3.6e6, "kWh", "energy", "total")
     water = raw[WATER]
     check(
         f"{WATER}:water_flow",
