@@ -482,17 +482,40 @@ async def test_a_plug_with_a_new_address_is_followed(
 async def test_an_announced_plug_is_subscribed_at_once(
     subnet: Subnet, recorder: EventRecorder
 ) -> None:
-    """A zeroconf announcement with a new address moves the plug there without waiting for a scan."""
-    async with (
-        emulated_household(subnet) as network,
-        running(replace(FAST, plug_hosts=(subnet.plug_b,)), recorder) as source,
-    ):
-        await recorder.wait_for(DeviceFound, lambda e: e.hardware_id == PLUG_B)
-        await control(network, "address", plug=PLUG_A, ip=subnet.host(31))
-        source.plug_announced("24:6F:28:04:87:A4", subnet.host(31))
-        source.plug_announced("not a mac", subnet.host(32))
-        await recorder.wait_for(DeviceFound, lambda e: e.hardware_id == PLUG_A)
-        assert source.diagnostics()["plugs"][PLUG_A] == subnet.host(31)
+    """A zeroconf announcement with a new address moves the plug there without waiting for a scan.
+
+    The same announcement twice in a row (or a scan finding it meanwhile) opens one socket, not two.
+    """
+    fds = len(os.listdir("/proc/self/fd"))
+    async with emulated_household(subnet) as network:
+        emulator_fds = len(os.listdir("/proc/self/fd"))
+        async with running(
+            replace(
+                FAST, plug_hosts=(subnet.plug_b,), known_plugs={PLUG_A: subnet.plug_a}
+            ),
+            recorder,
+        ) as source:
+            plug_a = (
+                await recorder.wait_for(DeviceFound, lambda e: e.hardware_id == PLUG_A)
+            ).device_key
+            await control(network, "address", plug=PLUG_A, ip=subnet.host(31))
+            source.plug_announced("24:6F:28:04:87:A4", subnet.host(31))
+            source.plug_announced(PLUG_A, subnet.host(31))
+            source.plug_announced("not a mac", subnet.host(32))
+            await _after(
+                recorder,
+                0,
+                lambda e: isinstance(e, Reading)
+                and e.device_key == plug_a
+                and source.diagnostics()["plugs"].get(PLUG_A) == subnet.host(31),
+            )
+            links = source.diagnostics()["links"]
+            assert sorted(link["host"] for link in links) == sorted(
+                [subnet.host(31), subnet.plug_b]
+            )
+            assert all(link["sockets_opened"] == 1 for link in links)
+        assert len(os.listdir("/proc/self/fd")) == emulator_fds
+    assert len(os.listdir("/proc/self/fd")) == fds
 
 
 # --------------------------------------------------------------------------------------------------

@@ -336,6 +336,12 @@ class PowersensorSource(Source):
     # ------------------------------------------------------------------ links
 
     async def _open_link(self, host: str, mac: str | None) -> PlugLink:
+        link = self._new_link(host, mac)
+        await link.open()
+        return link
+
+    def _new_link(self, host: str, mac: str | None) -> PlugLink:
+        """Create and register a link (registered before any await: see _place_plug)."""
         link = PlugLink(
             host,
             port=self._settings.port,
@@ -347,7 +353,6 @@ class PowersensorSource(Source):
             clock=self._clock,
         )
         self._links[host] = link
-        await link.open()
         return link
 
     def _on_reports(self, link: PlugLink, reports: list[Report]) -> None:
@@ -410,15 +415,22 @@ class PowersensorSource(Source):
             return
         link = self._links.get(ip)
         if link is None:
-            for old in [
+            # The plug has a new address (DHCP): its old socket goes, nothing else changes. The new
+            # link is registered before the first await, so a second announcement or scan arriving
+            # meanwhile finds it instead of opening another one.
+            old_links = [
                 other
                 for other in self._links.values()
                 if other.mac == mac and other.host not in self._settings.plug_hosts
-            ]:
-                # The plug has a new address (DHCP): its old socket goes, nothing else changes.
+            ]
+            for old in old_links:
                 del self._links[old.host]
+            link = self._new_link(ip, mac)
+            for old in old_links:
                 await old.close()
-            await self._open_link(ip, mac)
+            await (
+                link.open()
+            )  # a no-op if the source was stopped meanwhile (stop closed it)
         else:
             link.mac = mac
             link.nudge()
