@@ -18,6 +18,7 @@ from typing import Any, Final
 ROW_MODULES: Final = (
     "benchmarks.floor",
     "benchmarks.indi",
+    "benchmarks.powersensor",
     "benchmarks.hololinked",
     "benchmarks.gentec",
     "benchmarks.scrutiny",

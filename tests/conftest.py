@@ -12,6 +12,13 @@ from syrupy.assertion import SnapshotAssertion
 from .fake_indi import FakeIndiServer
 from .fake_scrutiny import FakeScrutinyServer
 from .fake_source import FakeKind, registered_fake_kind
+from .powersensor_ha import (  # noqa: F401 - fixtures of the Powersensor tests
+    ha_network,
+    held_household,
+    household,
+    quick_scans,
+)
+from .powersensor_net import loopback_only, subnet  # noqa: F401
 
 
 @pytest.fixture(autouse=True)

@@ -472,6 +472,34 @@ async def test_discovery_goes_to_the_kind_that_declares_it(
     assert result["reason"] == "already_configured"
 
 
+class _PickyKind(FakeKind):
+    """A kind with a zeroconf step that accepts no announcement."""
+
+    name = "picky"
+
+    def accepts_discovery(self, source: str, discovery_info: object) -> bool:
+        """Refuse every discovery."""
+        return False
+
+
+async def test_discovery_a_kind_does_not_accept_goes_on(
+    hass: HomeAssistant, fake_kind: FakeKind, mock_setup_entry: AsyncMock
+) -> None:
+    """Two kinds declare a zeroconf step: the first does not accept the announcement, the next gets it."""
+    with patch.dict(KINDS, {"picky": _PickyKind(), FAKE: fake_kind}, clear=True):
+        result = await hass.config_entries.flow.async_init(
+            DOMAIN, context={"source": SOURCE_ZEROCONF}, data=_zeroconf("127.0.0.6")
+        )
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+        assert result["result"].unique_id == "fake:127.0.0.6"
+        with patch.object(FakeKind, "accepts_discovery", return_value=False):
+            result = await hass.config_entries.flow.async_init(
+                DOMAIN, context={"source": SOURCE_ZEROCONF}, data=_zeroconf("127.0.0.7")
+            )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "not_supported"
+
+
 async def test_discovery_no_kind_declares_is_refused(
     hass: HomeAssistant, mock_setup_entry: AsyncMock
 ) -> None:

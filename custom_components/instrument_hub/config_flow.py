@@ -2,8 +2,9 @@
 
 Nothing here names a kind: the menu lists the registry, ``async_step_<kind>`` is the kind's form
 (the same step, prefilled, reconfigures an entry), and further steps a kind declares in
-``flow_steps`` are found by their step id. Discovery (``zeroconf``, ``usb``) goes to the kind that
-declares a step of that name, reauthentication to the entry's kind's ``reauth`` step.
+``flow_steps`` are found by their step id. Discovery (``zeroconf``, ``usb``) goes to the first kind
+that declares a step of that name and accepts it (``accepts_discovery``: its service type, its USB
+ids), reauthentication to the entry's kind's ``reauth`` step.
 """
 
 from __future__ import annotations
@@ -155,7 +156,8 @@ class InstrumentHubConfigFlow(ConfigFlow, domain=DOMAIN):
         self, source: str, discovery_info: object
     ) -> ConfigFlowResult:
         for kind in KINDS.values():
-            if (step := kind.flow_steps.get(source)) is not None:
+            step = kind.flow_steps.get(source)
+            if step is not None and kind.accepts_discovery(source, discovery_info):
                 return await step(self, discovery_info)
         return self.async_abort(reason="not_supported")
 

@@ -15,11 +15,18 @@ from .base import KindAction, SourceKind
 from .gentec import GENTEC_KIND
 from .hololinked import HololinkedKind
 from .indi import IndiKind
+from .powersensor import PowersensorKind
 from .scrutiny import ScrutinyKind
 
 KINDS: Final[Mapping[str, SourceKind]] = {
     kind.name: kind
-    for kind in (IndiKind(), HololinkedKind(), GENTEC_KIND, ScrutinyKind())
+    for kind in (
+        IndiKind(),
+        PowersensorKind(),
+        HololinkedKind(),
+        GENTEC_KIND,
+        ScrutinyKind(),
+    )
 }
 """Every kind, by name, in the order of the config flow's menu."""
 

@@ -92,8 +92,8 @@ class SourceKind(ABC):
     flow_steps: ClassVar[Mapping[str, FlowStep]] = {}
     """Further config-flow steps of the kind (step id -> step), e.g. a credentials step.
 
-    The steps ``zeroconf`` and ``usb`` receive that discovery's service info (one kind per
-    discovery source), ``reauth`` the entry data of the entry to reauthenticate. A step ends with
+    The steps ``zeroconf`` and ``usb`` receive that discovery's service info (the first kind
+    whose ``accepts_discovery`` takes it), ``reauth`` the entry data of the entry to reauthenticate. A step ends with
     ``flow.async_finish(kind, endpoint)`` (create, or update the entry being reconfigured) or any
     other flow result; ``flow.async_claim_unique_id`` aborts on an endpoint that is already added.
     """
@@ -138,3 +138,11 @@ class SourceKind(ABC):
     def options_form(self, entry: ConfigEntry) -> OptionsForm | None:
         """Return the options form of an entry of this kind; None: the kind has no options."""
         return None
+
+    def accepts_discovery(self, source: str, discovery_info: object) -> bool:
+        """Tell whether a discovery (``zeroconf``, ``usb``) is this kind's to handle.
+
+        The default takes every discovery of a source the kind has a step for; a kind sharing a
+        discovery source with others narrows it (its zeroconf service type, its USB ids).
+        """
+        return source in self.flow_steps
