@@ -21,9 +21,15 @@ from homeassistant.const import (
     STATE_UNKNOWN,
     Platform,
 )
-from homeassistant.core import HomeAssistant
+from homeassistant.core import (
+    Event as HassEvent,
+    EventStateChangedData,
+    HomeAssistant,
+    callback,
+)
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.helpers.event import async_track_state_change_event
 from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import (
@@ -998,3 +1004,115 @@ async def test_messages_of_a_disconnected_device_still_arrive(
     )
     last = _entity_id(hass, "sensor", f"{FAKE_ENTRY_ID}:bench:_last_message")
     assert state_of(hass, last) == "Port not found"
+
+
+def _count_changes(hass: HomeAssistant, entity_id: str) -> list[str]:
+    """Collect the states an entity goes through (one entry per state_changed)."""
+    seen: list[str] = []
+
+    @callback
+    def changed(event: HassEvent[EventStateChangedData]) -> None:
+        new = event.data["new_state"]
+        seen.append("" if new is None else new.state)
+
+    async_track_state_change_event(hass, [entity_id], changed)
+    return seen
+
+
+async def test_a_burst_of_one_channel_is_one_write_of_the_newest_value(
+    hass: HomeAssistant, fake_kind: FakeKind
+) -> None:
+    """Many values of a channel in one push: the state shows the newest once; the rest are coalesced."""
+    entry, source = await _setup(hass, fake_kind)
+    power = _entity_id(hass, "sensor", "aabbccddeeff:power")
+    energy = _entity_id(hass, "sensor", "aabbccddeeff:energy")
+    power_states = _count_changes(hass, power)
+    energy_states = _count_changes(hass, energy)
+    before = entry.runtime_data.coalesced_writes
+    source.push(
+        *(Reading("plug-1", "power", float(n)) for n in range(100)),
+        Reading("plug-1", "energy", 4.0),
+    )
+    await _settle(hass, entry)
+    assert power_states == ["99.0"]
+    assert energy_states == ["4.0"]
+    assert entry.runtime_data.coalesced_writes - before == 99
+    # Values pushed in separate passes are each written.
+    source.push(Reading("plug-1", "power", 1.5))
+    await _settle(hass, entry)
+    source.push(Reading("plug-1", "power", 2.5))
+    await _settle(hass, entry)
+    assert power_states == ["99.0", "1.5", "2.5"]
+
+
+async def test_happenings_in_a_burst_all_fire(
+    hass: HomeAssistant, fake_kind: FakeKind
+) -> None:
+    """Twenty pulses pushed at once fire twenty events: a happening is never coalesced."""
+    entry, source = await _setup(hass, fake_kind)
+    pulse = _entity_id(hass, "event", "aabbccddeeff:pulse")
+    fired: list[object] = []
+
+    @callback
+    def changed(event: HassEvent[EventStateChangedData]) -> None:
+        new = event.data["new_state"]
+        if new is not None and "n" in new.attributes:
+            fired.append(new.attributes["n"])
+
+    async_track_state_change_event(hass, [pulse], changed)
+    source.push(
+        *(Reading("plug-1", "pulse", EventData("pulse", {"n": n})) for n in range(20))
+    )
+    await _settle(hass, entry)
+    assert fired == list(range(20))
+
+
+async def test_lifecycle_events_survive_an_overfull_queue(
+    hass: HomeAssistant, fake_kind: FakeKind
+) -> None:
+    """Behind a file being saved the queue fills past its bound: values coalesce, nothing else is lost."""
+    entry, source = await _setup(hass, fake_kind)
+    hub = entry.runtime_data
+    power = _entity_id(hass, "sensor", "aabbccddeeff:power")
+    new_channels = [
+        _channel("bench", f"extra_{n}", ChannelKind.NUMERIC, value=n) for n in range(50)
+    ]
+    # The file goes to the async path; everything pushed after it queues behind it, in order.
+    burst: list[Event] = [Reading("plug-1", "log", BlobData(b"x", ".csv", 1))]
+    for n in range(3000):
+        burst.append(Reading("plug-1", "power", float(n)))
+        if n % 60 == 0:
+            burst.append(new_channels[n // 60])
+    source.push(*burst)
+    assert hub.event_queue_stats()["depth"] > 2000  # it really queued past the bound
+    await _settle(hass, entry)
+    assert state_of(hass, power) == "2999.0"
+    assert hub.event_queue_stats()["coalesced"] > 0
+    for n in range(50):
+        assert state_of(
+            hass, _entity_id(hass, "sensor", f"{FAKE_ENTRY_ID}:bench:extra_{n}")
+        ) == str(n)
+
+
+async def test_state_writes_per_loop_pass_are_bounded(
+    hass: HomeAssistant, fake_kind: FakeKind
+) -> None:
+    """A value for each of 600 channels in one push is written over several passes, 200 at a time."""
+    channels = [
+        _channel("bench", f"c{n}", ChannelKind.NUMERIC, value=0) for n in range(600)
+    ]
+    entry, source = await _setup(hass, fake_kind, (LinkUp(), BENCH, *channels))
+    hub = entry.runtime_data
+    written: list[int] = []
+    source.push(*(Reading("bench", f"c{n}", n + 1) for n in range(600)))
+    assert len(hub._due) == 600  # nothing written inside the push itself
+    while hub._due:
+        before = len(hub._due)
+        hub._write_due()
+        written.append(before - len(hub._due))
+    assert written == [200, 200, 200]
+    await _settle(hass, entry)
+    assert (
+        state_of(hass, _entity_id(hass, "sensor", f"{FAKE_ENTRY_ID}:bench:c599"))
+        == "600"
+    )

@@ -22,6 +22,11 @@ defects:
   cancels and awaits the worker. Every handle still pending (queued or in progress) then fails with
   :class:`CollectorClosed`, whatever the mode, so no waiter ever hangs and no task is left behind.
 * Idle cost. The worker sleeps on an ``asyncio.Event`` when there is nothing to do: no polling.
+* Fast path. :meth:`Collector.post` hands a payload over without a handle. When nothing is queued or
+  being handled, the synchronous ``inline`` handler takes it at once, in the caller's callback: no
+  task hop, no handle, no outcome (what a source pushes by the thousand costs a function call). It
+  may decline (return False: the payload needs the async handler, e.g. a file to save), and then,
+  like everything posted while the queue is busy, it is queued in order behind what is there.
 
 Back-pressure and coalescing
 ----------------------------
@@ -415,12 +420,14 @@ class Collector[T, R]:
         name: str = "collector",
         lane_key: Callable[[T], Hashable] | None = None,
         expected: tuple[type[BaseException], ...] = (),
+        inline: Callable[[T], bool] | None = None,
     ) -> None:
         """Configure the collector; nothing runs until :meth:`start`.
 
         ``task_factory(coro, name)`` creates the worker task and the lane tasks (Home Assistant: a
         wrapper around ``entry.async_create_background_task``); by default ``loop.create_task``.
-        ``lane_key`` turns on lanes (see the module doc); ``expected`` failures are not logged.
+        ``lane_key`` turns on lanes (see the module doc); ``expected`` failures are not logged;
+        ``inline`` is the synchronous handler of the fast path (see :meth:`post`).
         """
         if maxsize < 0:
             raise ValueError("maxsize must be >= 0")
@@ -433,6 +440,7 @@ class Collector[T, R]:
         self._name = name
         self._lane_key = lane_key
         self._expected = expected
+        self._inline = inline
 
         self._pending: _PendingQueue[T, R] = _PendingQueue(self._mode)
         # The most recently admitted pending item per key: the twin a new keyed payload replaces.
@@ -537,6 +545,39 @@ class Collector[T, R]:
             except Exception:
                 _LOGGER.exception("%s: on_coalesced callback failed", self._name)
         return Handle(outcome)
+
+    def post(self, payload: T) -> None:
+        """Hand a payload over without a handle (fire and forget); never blocks.
+
+        Handled at once by the ``inline`` handler when nothing is queued or being handled and the
+        collector runs; queued (and so kept in order) otherwise, or when the handler declines it.
+        Raises :class:`CollectorClosed` once :meth:`close` has been called.
+        """
+        if not self._accepting:
+            raise CollectorClosed(f"{self._name} is closed")
+        inline = self._inline
+        if (
+            inline is not None
+            and self._worker is not None
+            and not self._pending
+            and not self._running
+        ):
+            started = time.monotonic_ns()
+            try:
+                handled = inline(payload)
+            except Exception as err:  # noqa: BLE001 - the caller is a protocol callback
+                self._submitted += 1
+                self._processed += 1
+                self._failed += 1
+                self._log_failure(err, payload)
+                return
+            if handled:
+                stopped = time.monotonic_ns()
+                self._submitted += 1
+                self._processed += 1
+                self._samples.append((stopped, stopped - started, stopped - started))
+                return
+        self.send(payload)
 
     async def close(self, drain_timeout: float = 5.0) -> None:
         """Stop accepting, drain within ``drain_timeout`` seconds, then stop the worker.
@@ -740,6 +781,10 @@ class Collector[T, R]:
         self._record(item.outcome)
         if isinstance(raised, self._expected):
             return  # an outcome the sender handles (a device's refusal): not a fault of ours
+        self._log_failure(raised, item.payload)
+
+    def _log_failure(self, raised: BaseException, payload: object) -> None:
+        """Log an unexpected handler failure the first time it is seen (type and message)."""
         signature = (type(raised), str(raised))
         if signature in self._logged_failures:
             # The same failure again: a device flooding one error must not flood the log; the
@@ -753,7 +798,7 @@ class Collector[T, R]:
             "%s: handler raised %s for %s (repeats of this failure are not logged)",
             self._name,
             type(raised).__name__,
-            excerpt(item.payload),
+            excerpt(payload),
             exc_info=raised,
         )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -102,6 +102,7 @@ class InstrumentHubEntity(Entity):
             self._attr_entity_category = EntityCategory(definition.category.value)
         self._attr_entity_registry_enabled_default = definition.enabled_by_default
         self._definition: ChannelDefined | None = None
+        self._attributes: Mapping[str, object] | None = None
         self._apply_channel(channel)
 
     @property
@@ -138,7 +139,10 @@ class InstrumentHubEntity(Entity):
                 # The device's own label; fixed channels (label None) are named by their translation key.
                 self._attr_name = definition.label
             self._apply_definition(definition)
-        self._attr_extra_state_attributes = dict(channel.attributes)
+        if channel.attributes is not self._attributes:
+            # The hub replaces the dict when they change: the same object means the same attributes.
+            self._attributes = channel.attributes
+            self._attr_extra_state_attributes = dict(channel.attributes)
         self._apply_value(channel)
 
     def _apply_definition(self, definition: ChannelDefined) -> None:

@@ -76,6 +76,8 @@ type CommandCall = Callable[[], Awaitable[CommandResult]]
 
 EVENT_QUEUE_SIZE = 2000
 MESSAGE_HISTORY = 50
+WRITES_PER_PASS = 200
+"""State writes of coalesced readings per loop pass: bounded work per callback (~4 ms), the rest next pass."""
 
 
 @dataclass(slots=True)
@@ -216,6 +218,11 @@ class Hub:
         # Devices the user removed from the registry: what they were, for when they come back.
         self._removed: dict[str, DeviceFound] = {}
         self._unsubscribe_registry: Callable[[], None] | None = None
+        # Readings whose state write is due (device, channel), in arrival order; written once per
+        # loop pass, so a burst of values of one channel costs one write (the newest value).
+        self._due: dict[tuple[str, str], None] = {}
+        self._write_pass: asyncio.Handle | None = None
+        self.coalesced_writes = 0
         self._events: Collector[Event | _Flush, None] = Collector(
             self._async_handle_event,
             mode=CollectorMode.FIFO,
@@ -223,6 +230,7 @@ class Hub:
             coalesce_key=_event_coalesce_key,
             task_factory=self._create_task,
             name=f"{DOMAIN} events {entry.entry_id}",
+            inline=self._handle_event_now,
         )
         # Commands of different lanes (INDI: vectors) run at once; one lane's stay in order.
         self._commands: Collector[_Command, CommandResult] = Collector(
@@ -261,19 +269,28 @@ class Hub:
         await self.source.async_stop()
         await self._commands.close(drain_timeout=0)
         await self._events.close(drain_timeout=1.0)
+        if self._write_pass is not None:
+            self._write_pass.cancel()
+            self._write_pass = None
+        self._due.clear()
 
     @callback
     def _on_event(self, event: Event) -> None:
-        """Receive one event from the source (on the loop; never blocks)."""
+        """Receive one event from the source (on the loop; never blocks).
+
+        When nothing is queued, the event is applied here and now (the collector's fast path); a
+        value's state is written at the end of the loop pass (see _write_due).
+        """
         try:
-            self._events.send(event)
+            self._events.post(event)
         except CollectorClosed:
             _LOGGER.debug("Event after shutdown dropped: %s", type(event).__name__)
 
     async def async_flush(self) -> None:
-        """Wait until every event received so far has been applied to the model and the entities."""
+        """Wait until every event received so far is applied to the model and its state written."""
         with contextlib.suppress(CollectorClosed):
             await self._events.send(_Flush()).wait()
+        self._write_due(budget=len(self._due))
 
     # ------------------------------------------------------------------ identifiers
 
@@ -362,8 +379,37 @@ class Hub:
         return unsubscribe
 
     def _notify_channel(self, device_key: str, channel_key: str) -> None:
+        self._due.pop(
+            (device_key, channel_key), None
+        )  # written now: not again at the end of the pass
         for listener in list(self._listeners.get(device_key, {}).get(channel_key, ())):
             listener()
+
+    def _write_later(self, device_key: str, channel_key: str) -> None:
+        """Have a channel's new value written at the end of the loop pass, once however often it changed."""
+        key = (device_key, channel_key)
+        if key in self._due:
+            self.coalesced_writes += (
+                1  # a newer value of the same channel before its write
+            )
+            return
+        if not self._listeners.get(device_key, {}).get(channel_key):
+            return  # no entity shows it (disabled, or not added yet: it reads the value then)
+        self._due[key] = None
+        if self._write_pass is None:
+            self._write_pass = self.hass.loop.call_soon(self._write_due)
+
+    @callback
+    def _write_due(self, budget: int = WRITES_PER_PASS) -> None:
+        """Write the due states, at most ``budget`` of them; the rest in the next loop pass."""
+        self._write_pass = None
+        due = self._due
+        while due and budget > 0:
+            key = next(iter(due))
+            self._notify_channel(*key)
+            budget -= 1
+        if due and self._write_pass is None:
+            self._write_pass = self.hass.loop.call_soon(self._write_due)
 
     def _notify_device(self, device_key: str) -> None:
         for listeners in list(self._listeners.get(device_key, {}).values()):
@@ -376,11 +422,28 @@ class Hub:
 
     # ------------------------------------------------------------------ events
 
+    def _handle_event_now(self, item: Event | _Flush) -> bool:
+        """Apply one event at once; False for what needs the async path (a file to save)."""
+        if isinstance(item, Reading):
+            if isinstance(item.value, BlobData):
+                return False
+            self._reading(item)
+            return True
+        self._apply(item)
+        return True
+
     async def _async_handle_event(self, item: Event | _Flush) -> None:
-        """Apply one event to the model and tell the entities concerned."""
+        """Apply one queued event (behind a file being saved, or before the hub started)."""
+        if isinstance(item, Reading) and isinstance(item.value, BlobData):
+            await self._async_file_reading(item, item.value)
+        elif isinstance(item, Reading):
+            self._reading(item)
+        else:
+            self._apply(item)
+
+    def _apply(self, item: Event | _Flush) -> None:
+        """Apply one event that is not a reading to the model and tell the entities concerned."""
         match item:
-            case Reading():
-                await self._async_reading(item)
             case ChannelDefined():
                 self._channel_defined(item)
             case ChannelRemoved():
@@ -397,7 +460,7 @@ class Hub:
                 self._set_link(up=True, reason="")
             case LinkDown():
                 self._set_link(up=False, reason=item.reason)
-            case _Flush():
+            case _Flush() | Reading():
                 pass
 
     def _set_link(self, *, up: bool, reason: str) -> None:
@@ -714,22 +777,39 @@ class Hub:
         channel.defined = False
         self._notify_channel(event.device_key, event.channel_key)
 
-    async def _async_reading(self, reading: Reading) -> None:
+    def _channel_of(self, reading: Reading) -> ChannelState | None:
         device = self.devices.get(reading.device_key)
         channel = device.channels.get(reading.channel_key) if device else None
         if channel is None:
             self.ignored_readings += 1
+        return channel
+
+    def _reading(self, reading: Reading) -> None:
+        """Apply a value (its state written at the end of the pass) or a happening (fired now)."""
+        channel = self._channel_of(reading)
+        if channel is None:
             return
         value = reading.value
-        if isinstance(value, BlobData):
-            await self._async_save_file(reading, channel, value)
-        elif isinstance(value, EventData):
+        if reading.attributes is not None:
+            channel.attributes = dict(reading.attributes)
+        channel.timestamp = reading.timestamp or dt_util.utcnow()
+        if isinstance(value, EventData):
             if value.event_type not in channel.definition.options:
                 self.ignored_readings += 1
                 return
+            # Every happening fires: it is never folded into the next one.
             self._fire(channel, value.event_type, dict(value.attributes))
-        else:
-            channel.value = value
+            self._notify_channel(reading.device_key, reading.channel_key)
+            return
+        channel.value = value
+        self._write_later(reading.device_key, reading.channel_key)
+
+    async def _async_file_reading(self, reading: Reading, blob: BlobData) -> None:
+        """Save a received file (in the executor), then fire its channel's event."""
+        channel = self._channel_of(reading)
+        if channel is None:
+            return
+        await self._async_save_file(reading, channel, blob)
         if reading.attributes is not None:
             channel.attributes = dict(reading.attributes)
         channel.timestamp = reading.timestamp or dt_util.utcnow()
@@ -880,6 +960,7 @@ class Hub:
         return {
             "link_up": self.link_up,
             "ignored_readings": self.ignored_readings,
+            "coalesced_writes": self.coalesced_writes,
             "devices": {
                 # The endpoint's own name is its address: left out, like the host.
                 key or "<endpoint>": {
