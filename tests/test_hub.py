@@ -28,7 +28,11 @@ from homeassistant.core import (
     callback,
 )
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
-from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.helpers import (
+    device_registry as dr,
+    entity_registry as er,
+    issue_registry as ir,
+)
 from homeassistant.helpers.event import async_track_state_change_event
 from homeassistant.setup import async_setup_component
 import pytest
@@ -1116,3 +1120,47 @@ async def test_state_writes_per_loop_pass_are_bounded(
         state_of(hass, _entity_id(hass, "sensor", f"{FAKE_ENTRY_ID}:bench:c599"))
         == "600"
     )
+
+
+async def test_entities_over_the_entry_limit_are_withheld_and_reported(
+    hass: HomeAssistant,
+    fake_kind: FakeKind,
+    entity_registry: er.EntityRegistry,
+    issue_registry: ir.IssueRegistry,
+) -> None:
+    """Past Home Assistant's entity limit the last-defined channels are left out, and a repair says so."""
+    channels = [
+        _channel("bench", f"c{n:02}", ChannelKind.NUMERIC, value=n) for n in range(30)
+    ]
+    with patch("custom_components.instrument_hub.hub.ENTITY_LIMIT", 20):
+        entry, _source = await _setup(hass, fake_kind, (LinkUp(), BENCH, *channels))
+        enabled = entity_registry.entities.get_enabled_count_for_config_entry_id(
+            entry.entry_id
+        )
+        assert enabled == 20
+        shown = {
+            e.unique_id.rsplit(":", 1)[1]
+            for e in er.async_entries_for_config_entry(entity_registry, entry.entry_id)
+            if ":bench:c" in e.unique_id
+        }
+        # Deterministic: the first channels the endpoint defined, never a random set.
+        assert shown == {f"c{n:02}" for n in range(len(shown))}
+        hub = entry.runtime_data
+        assert len(hub.withheld) == 30 - len(shown)
+        issue = issue_registry.async_get_issue(DOMAIN, hub.entity_limit_issue_id())
+        assert issue is not None
+        assert issue.translation_placeholders is not None
+        assert issue.translation_placeholders["count"] == str(len(hub.withheld))
+        assert "Bench C" in issue.translation_placeholders["examples"]
+
+        # The user disables ten; after a reload, ten more fit.
+        for n in range(10):
+            entity_id = _entity_id(hass, "sensor", f"{FAKE_ENTRY_ID}:bench:c{n:02}")
+            entity_registry.async_update_entity(
+                entity_id, disabled_by=er.RegistryEntryDisabler.USER
+            )
+        fake_kind.next_sources.append(FakeSource(initial=[LinkUp(), BENCH, *channels]))
+        assert await hass.config_entries.async_reload(entry.entry_id)
+        await _settle(hass, entry)
+        hub = entry.runtime_data
+        assert len(hub.withheld) == 30 - len(shown) - 10

@@ -21,8 +21,13 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import Platform
 from homeassistant.core import Event as HassEvent, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
-from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.helpers import (
+    device_registry as dr,
+    entity_registry as er,
+    issue_registry as ir,
+)
 from homeassistant.helpers.dispatcher import async_dispatcher_send
+from homeassistant.helpers.entity_platform import MAX_ENABLED_ENTITIES_PER_CONFIG_ENTRY
 from homeassistant.util import dt as dt_util
 
 from .blob_store import FileRefused, FileStoreSettings, save_file
@@ -76,6 +81,9 @@ type CommandCall = Callable[[], Awaitable[CommandResult]]
 
 EVENT_QUEUE_SIZE = 2000
 MESSAGE_HISTORY = 50
+ENTITY_LIMIT = MAX_ENABLED_ENTITIES_PER_CONFIG_ENTRY
+"""Home Assistant adds no new enabled entity to an entry beyond this (silently, in no fixed order)."""
+WITHHELD_EXAMPLES = 5
 WRITES_PER_PASS = 200
 """State writes of coalesced readings per loop pass: bounded work per callback (~4 ms), the rest next pass."""
 
@@ -90,6 +98,8 @@ class ChannelState:
     timestamp: datetime | None = None
     attributes: dict[str, object] = field(default_factory=dict)
     defined: bool = True
+    withheld: bool = False
+    """Not shown: it would exceed Home Assistant's limit of entities per entry."""
     event_seq: int = 0
     last_event: tuple[str, dict[str, Any]] | None = None
 
@@ -223,6 +233,12 @@ class Hub:
         self._due: dict[tuple[str, str], None] = {}
         self._write_pass: asyncio.Handle | None = None
         self.coalesced_writes = 0
+        # Over Home Assistant's limit of enabled entities per entry the hub itself stops announcing
+        # new ones, in definition order, and a repair issue names them (Home Assistant would drop a
+        # different set each run, silently).
+        self.withheld: list[tuple[str, str]] = []
+        self._announced_new: set[tuple[Platform, str]] = set()
+        self._issue_update: asyncio.Handle | None = None
         self._events: Collector[Event | _Flush, None] = Collector(
             self._async_handle_event,
             mode=CollectorMode.FIFO,
@@ -252,6 +268,8 @@ class Hub:
 
     async def async_start(self) -> None:
         """Start the queues and the source; raises CannotConnect when the endpoint is unreachable."""
+        # A new run decides again what fits (the user may have disabled or removed entities).
+        ir.async_delete_issue(self.hass, DOMAIN, self.entity_limit_issue_id())
         self._unsubscribe_registry = self.hass.bus.async_listen(
             dr.EVENT_DEVICE_REGISTRY_UPDATED,
             self._device_registry_updated,
@@ -273,6 +291,9 @@ class Hub:
             self._write_pass.cancel()
             self._write_pass = None
         self._due.clear()
+        if self._issue_update is not None:
+            self._issue_update.cancel()
+            self._issue_update = None
 
     @callback
     def _on_event(self, event: Event) -> None:
@@ -331,7 +352,7 @@ class Hub:
         """Yield the (device, channel) keys of every known channel shown by one platform."""
         for device_key, device in self.devices.items():
             for channel_key, channel in device.channels.items():
-                if channel.platform == platform:
+                if channel.platform == platform and not channel.withheld:
                     yield device_key, channel_key
 
     def is_available(self, device_key: str, channel_key: str) -> bool:
@@ -688,12 +709,74 @@ class Hub:
         if device.info.device_key != HUB_DEVICE_KEY:
             self._migrate_unique_id(device, definition.channel_key, platform)
             self._remove_superseded(device, definition, platform)
+        if not self._within_entity_limit(device, definition, platform):
+            device.channels[definition.channel_key].withheld = True
+            return
         async_dispatcher_send(
             self.hass,
             self.signal_new_channel(platform),
             definition.device_key,
             definition.channel_key,
         )
+
+    def _within_entity_limit(
+        self, device: DeviceState, definition: ChannelDefined, platform: Platform
+    ) -> bool:
+        """Tell whether the channel's entity may be announced; withhold it when it would exceed the limit."""
+        if not definition.enabled_by_default:
+            return True  # a disabled entity does not count
+        registry = er.async_get(self.hass)
+        unique_id = f"{device.identifier}:{definition.channel_key}"
+        if registry.async_get_entity_id(platform, DOMAIN, unique_id):
+            return True  # registered before: Home Assistant always adds it
+        entry_id = self.entry.entry_id
+        enabled = registry.entities.get_enabled_count_for_config_entry_id(entry_id)
+        if enabled + len(self._announced_new) >= ENTITY_LIMIT:
+            # Those announced earlier in this run that are registered by now count in `enabled`.
+            self._announced_new = {
+                (other, uid)
+                for other, uid in self._announced_new
+                if not registry.async_get_entity_id(other, DOMAIN, uid)
+            }
+            if enabled + len(self._announced_new) >= ENTITY_LIMIT:
+                self.withheld.append((device.info.device_key, definition.channel_key))
+                if self._issue_update is None:
+                    self._issue_update = self.hass.loop.call_soon(self._report_withheld)
+                return False
+        self._announced_new.add((platform, unique_id))
+        return True
+
+    @callback
+    def _report_withheld(self) -> None:
+        """Raise (or update) the repair issue naming the entities left out over the limit."""
+        self._issue_update = None
+        names = [
+            f"{self.devices[device_key].info.name} {self._channel_name(device_key, key)}"
+            for device_key, key in self.withheld[:WITHHELD_EXAMPLES]
+            if device_key in self.devices
+        ]
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            self.entity_limit_issue_id(),
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key="entity_limit",
+            translation_placeholders={
+                "title": self.entry.title,
+                "limit": str(ENTITY_LIMIT),
+                "count": str(len(self.withheld)),
+                "examples": ", ".join(names),
+            },
+        )
+
+    def _channel_name(self, device_key: str, channel_key: str) -> str:
+        definition = self.devices[device_key].channels[channel_key].definition
+        return definition.label or definition.translation_key or channel_key
+
+    def entity_limit_issue_id(self) -> str:
+        """Return the id of the entry's repair issue about entities over the limit."""
+        return f"entity_limit_{self.entry.entry_id}"
 
     def _migrate_unique_id(
         self, device: DeviceState, channel_key: str, platform: Platform
@@ -961,6 +1044,7 @@ class Hub:
             "link_up": self.link_up,
             "ignored_readings": self.ignored_readings,
             "coalesced_writes": self.coalesced_writes,
+            "withheld_over_entity_limit": len(self.withheld),
             "devices": {
                 # The endpoint's own name is its address: left out, like the host.
                 key or "<endpoint>": {
