@@ -22,6 +22,7 @@ ROW_MODULES: Final = (
     "benchmarks.hololinked",
     "benchmarks.gentec",
     "benchmarks.scrutiny",
+    "benchmarks.core",
 )
 """Modules whose import registers rows; the floor's module comes first."""
 
