@@ -865,7 +865,8 @@ def _overload_notes(rate: int, runs: list[_Run], overhead: float) -> list[str]:
         f"longest callback {_ms(worst.longest_callback_ns)} ms ({worst.longest_callback}); "
         f"callbacks > 20 ms: {sum(run.over_20ms for run in runs)}",
         f"loop iterations {statistics.median(run.iterations / run.wall_ns * 1e9 for run in runs):.0f}/s "
-        f"({iterations:.3f} per event)",
+        f"({iterations:.3f} per event); CPU busy "
+        f"{statistics.median(run.cpu_ns / run.wall_ns for run in runs):.0%} of the run's wall time",
         f"offered {rate / 1000:g}k/s: the pusher kept {min(achieved) / 1000:.1f}k/s or more "
         f"(late by up to {_ms(max(run.offer.behind_ns for run in runs))} ms)",
         f"{len(runs)} runs × {runs[0].offer.sent} events, batches of "
