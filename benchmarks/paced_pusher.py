@@ -12,8 +12,8 @@ elements due by then (1 at 1,000/s, about 10 at 10,000/s), with one ``sendall`` 
 ``(first + i) % CHANNELS``, so the parent knows which value it sees and when it was sent without
 asking. If the socket does not take the bytes as fast as they are due (the client reads too
 slowly), the next batch holds everything due since (at most ``MAX_BATCH`` elements): the offered
-rate stays the schedule, the backlog stays in the socket buffers and here, and ``behind`` says how
-late the last batch left. The answer is ``sent <count> <elapsed_ns> <behind_max_ns> <batches>``,
+rate stays the schedule, the backlog stays in the socket buffers and here, and ``behind_max`` says
+how late (after its slot on the 1 ms grid) any batch left. The answer is ``sent <count> <elapsed_ns> <behind_max_ns> <batches>``,
 then ``times <lines>`` and that many lines of ``<offset>:<monotonic_ns>`` pairs: the offset (from
 ``first``) of each batch's first element and the CLOCK_MONOTONIC time just before its ``sendall``
 (``time.monotonic_ns`` is the same clock in every process of a Linux host).
