@@ -76,12 +76,14 @@ async def test_entities_of_the_captured_simulators(
     """Every entity of the telescope and weather simulators: names, units, categories, states, attributes."""
     indi_server.definitions = [CAPTURE]
     # GUIDE_RATE is the capture's last definition: once it is announced, every channel is defined. The
-    # announcement is the hub's dispatcher signal, sent whichever platforms are loaded.
+    # announcement is the hub's dispatcher signal (a batch per platform and loop pass), sent whichever
+    # platforms are loaded.
     last_defined = asyncio.Event()
 
     @callback
-    def announced(device: str, key: str) -> None:
-        if (device, key) == (MOUNT, "GUIDE_RATE.GUIDE_RATE_WE"):
+    def announced(channels: list[tuple[str, str]]) -> None:
+        # The hub announces the channels of a loop pass in one batch per platform.
+        if (MOUNT, "GUIDE_RATE.GUIDE_RATE_WE") in channels:
             last_defined.set()
 
     unsubscribe = async_dispatcher_connect(

@@ -70,12 +70,9 @@ def async_setup_channel_platform(
     # No await between reading the model and subscribing: no channel can slip in between.
     add(list(hub.channels_for_platform(platform)))
 
-    @callback
-    def add_new(device_key: str, channel_key: str) -> None:
-        add([(device_key, channel_key)])
-
+    # The hub announces new channels in batches (one per loop pass), so one call adds them all.
     entry.async_on_unload(
-        async_dispatcher_connect(hub.hass, hub.signal_new_channel(platform), add_new)
+        async_dispatcher_connect(hub.hass, hub.signal_new_channel(platform), add)
     )
 
 

@@ -100,6 +100,8 @@ class ChannelState:
     defined: bool = True
     withheld: bool = False
     """Not shown: it would exceed Home Assistant's limit of entities per entry."""
+    announcing: bool = False
+    """Its entity is to be added at the end of the loop pass (see Hub._announce_new)."""
     event_seq: int = 0
     last_event: tuple[str, dict[str, Any]] | None = None
 
@@ -237,8 +239,16 @@ class Hub:
         # new ones, in definition order, and a repair issue names them (Home Assistant would drop a
         # different set each run, silently).
         self.withheld: list[tuple[str, str]] = []
-        self._announced_new: set[tuple[Platform, str]] = set()
+        # Enabled entities the registry had for the entry when the first new one was announced, and
+        # how many new enabled ones were announced since: what Home Assistant will count once they
+        # are registered (a count, not a set: nothing kept per entity).
+        self._enabled_at_start: int | None = None
+        self._announced_new = 0
         self._issue_update: asyncio.Handle | None = None
+        # New channels by platform, announced together at the end of the loop pass: one
+        # async_add_entities call for a device of a hundred channels, not a hundred.
+        self._to_announce: dict[Platform, list[tuple[str, str]]] = {}
+        self._announce_pass: asyncio.Handle | None = None
         self._events: Collector[Event | _Flush, None] = Collector(
             self._async_handle_event,
             mode=CollectorMode.FIFO,
@@ -294,6 +304,10 @@ class Hub:
         if self._issue_update is not None:
             self._issue_update.cancel()
             self._issue_update = None
+        if self._announce_pass is not None:
+            self._announce_pass.cancel()
+            self._announce_pass = None
+        self._to_announce.clear()
 
     @callback
     def _on_event(self, event: Event) -> None:
@@ -352,7 +366,12 @@ class Hub:
         """Yield the (device, channel) keys of every known channel shown by one platform."""
         for device_key, device in self.devices.items():
             for channel_key, channel in device.channels.items():
-                if channel.platform == platform and not channel.withheld:
+                # One still to be announced comes with its announcement: never twice.
+                if (
+                    channel.platform == platform
+                    and not channel.withheld
+                    and not channel.announcing
+                ):
                     yield device_key, channel_key
 
     def is_available(self, device_key: str, channel_key: str) -> bool:
@@ -709,15 +728,39 @@ class Hub:
         if device.info.device_key != HUB_DEVICE_KEY:
             self._migrate_unique_id(device, definition.channel_key, platform)
             self._remove_superseded(device, definition, platform)
+        channel = device.channels[definition.channel_key]
         if not self._within_entity_limit(device, definition, platform):
-            device.channels[definition.channel_key].withheld = True
+            channel.withheld = True
             return
-        async_dispatcher_send(
-            self.hass,
-            self.signal_new_channel(platform),
-            definition.device_key,
-            definition.channel_key,
+        channel.announcing = True
+        self._to_announce.setdefault(platform, []).append(
+            (definition.device_key, definition.channel_key)
         )
+        if self._announce_pass is None:
+            self._announce_pass = self.hass.loop.call_soon(self._announce_new)
+
+    @callback
+    def _announce_new(self) -> None:
+        """Tell each platform the channels defined in this pass, in one batch per platform."""
+        self._announce_pass = None
+        batches, self._to_announce = self._to_announce, {}
+        for platform, keys in batches.items():
+            current = []
+            for device_key, channel_key in keys:
+                device = self.devices.get(device_key)
+                channel = device.channels.get(channel_key) if device else None
+                # Gone (device removed) or replaced by another platform's channel in this pass.
+                if (
+                    channel is not None
+                    and channel.announcing
+                    and channel.platform == platform
+                ):
+                    channel.announcing = False
+                    current.append((device_key, channel_key))
+            if current:
+                async_dispatcher_send(
+                    self.hass, self.signal_new_channel(platform), current
+                )
 
     def _within_entity_limit(
         self, device: DeviceState, definition: ChannelDefined, platform: Platform
@@ -729,21 +772,18 @@ class Hub:
         unique_id = f"{device.identifier}:{definition.channel_key}"
         if registry.async_get_entity_id(platform, DOMAIN, unique_id):
             return True  # registered before: Home Assistant always adds it
-        entry_id = self.entry.entry_id
-        enabled = registry.entities.get_enabled_count_for_config_entry_id(entry_id)
-        if enabled + len(self._announced_new) >= ENTITY_LIMIT:
-            # Those announced earlier in this run that are registered by now count in `enabled`.
-            self._announced_new = {
-                (other, uid)
-                for other, uid in self._announced_new
-                if not registry.async_get_entity_id(other, DOMAIN, uid)
-            }
-            if enabled + len(self._announced_new) >= ENTITY_LIMIT:
-                self.withheld.append((device.info.device_key, definition.channel_key))
-                if self._issue_update is None:
-                    self._issue_update = self.hass.loop.call_soon(self._report_withheld)
-                return False
-        self._announced_new.add((platform, unique_id))
+        if self._enabled_at_start is None:
+            self._enabled_at_start = (
+                registry.entities.get_enabled_count_for_config_entry_id(
+                    self.entry.entry_id
+                )
+            )
+        if self._enabled_at_start + self._announced_new >= ENTITY_LIMIT:
+            self.withheld.append((device.info.device_key, definition.channel_key))
+            if self._issue_update is None:
+                self._issue_update = self.hass.loop.call_soon(self._report_withheld)
+            return False
+        self._announced_new += 1
         return True
 
     @callback
