@@ -8,12 +8,10 @@ from typing import Any
 
 from homeassistant.const import EntityCategory, Platform
 from homeassistant.core import HomeAssistant, callback
-from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import DOMAIN
 from .events import ChannelDefined
 from .hub import ChannelState, Hub, InstrumentHubConfigEntry
 
@@ -88,9 +86,7 @@ class InstrumentHubEntity(Entity):
         self.device_key = device_key
         self.channel_key = channel_key
         self._attr_unique_id = hub.entity_unique_id(device_key, channel_key)
-        self._attr_device_info = DeviceInfo(
-            identifiers={(DOMAIN, hub.device_identifier(device_key))}
-        )
+        self._attr_device_info = hub.device_info(device_key)
         channel = self.channel
         definition = channel.definition
         if definition.translation_key:
@@ -137,9 +133,11 @@ class InstrumentHubEntity(Entity):
                 self._attr_name = definition.label
             self._apply_definition(definition)
         if channel.attributes is not self._attributes:
-            # The hub replaces the dict when they change: the same object means the same attributes.
+            # The hub replaces the mapping when they change: the same object means the same
+            # attributes. Most channels have none: they share one empty mapping and need no dict.
+            if channel.attributes or self._attributes:
+                self._attr_extra_state_attributes = dict(channel.attributes)
             self._attributes = channel.attributes
-            self._attr_extra_state_attributes = dict(channel.attributes)
         self._apply_value(channel)
 
     def _apply_definition(self, definition: ChannelDefined) -> None:

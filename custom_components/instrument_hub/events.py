@@ -7,11 +7,15 @@ protocol is one new module under ``sources/``. This module has no Home Assistant
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Final
 from urllib.parse import unquote
+
+NO_ATTRIBUTES: Final[Mapping[str, object]] = MappingProxyType({})
+"""The one empty attribute mapping every event and channel without attributes shares."""
 
 CONNECTION_MAC: Final = "mac"
 """Connection type of a network MAC address in ``DeviceFound.connections`` (Home Assistant's own name)."""
@@ -143,7 +147,7 @@ class ChannelDefined:
     enabled_by_default: bool = True
     state_class: StateClass | None = StateClass.MEASUREMENT
     last_reset: datetime | None = None
-    attributes: Mapping[str, object] = field(default_factory=dict)
+    attributes: Mapping[str, object] = NO_ATTRIBUTES
     replaces: tuple[str, ...] = ()
 
 
@@ -183,7 +187,7 @@ class EventData:
     """The value of a Reading on an EVENT channel: which of its event types fired, and with what."""
 
     event_type: str
-    attributes: Mapping[str, object] = field(default_factory=dict)
+    attributes: Mapping[str, object] = NO_ATTRIBUTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +198,7 @@ class Message:
     text: str
     level: MessageLevel = MessageLevel.INFO
     timestamp: datetime | None = None
-    attributes: Mapping[str, object] = field(default_factory=dict)
+    attributes: Mapping[str, object] = NO_ATTRIBUTES
 
 
 type Event = (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterator, Mapping
 import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,6 +47,7 @@ from .const import (
     MESSAGE_CHANNEL,
 )
 from .events import (
+    NO_ATTRIBUTES,
     BlobData,
     ChannelCategory,
     ChannelDefined,
@@ -96,7 +97,7 @@ class ChannelState:
     platform: Platform
     value: object = None
     timestamp: datetime | None = None
-    attributes: dict[str, object] = field(default_factory=dict)
+    attributes: Mapping[str, object] = NO_ATTRIBUTES
     defined: bool = True
     withheld: bool = False
     """Not shown: it would exceed Home Assistant's limit of entities per entry."""
@@ -116,6 +117,7 @@ class DeviceState:
     connected: bool = True
     channels: dict[str, ChannelState] = field(default_factory=dict)
     registry_id: str | None = None
+    device_info: dr.DeviceInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +174,11 @@ def valid_number(value: object) -> int | float | None:
     if isinstance(value, int):
         return value
     return value if math.isfinite(value) else None
+
+
+def _own(attributes: Mapping[str, object]) -> Mapping[str, object]:
+    """Return a copy the hub owns (the shared empty mapping when there are none: no dict per channel)."""
+    return dict(attributes) if attributes else NO_ATTRIBUTES
 
 
 def _connection(kind: str, value: str) -> tuple[str, str]:
@@ -347,6 +354,19 @@ class Hub:
         if device is not None:
             return device.identifier
         return self._identifier_for(DeviceFound(device_key, device_key))
+
+    def device_info(self, device_key: str) -> dr.DeviceInfo:
+        """Return the device info entities of a device attach to (one object per device, shared)."""
+        device = self.devices.get(device_key)
+        if device is None:
+            return dr.DeviceInfo(
+                identifiers={(DOMAIN, self.device_identifier(device_key))}
+            )
+        if device.device_info is None:
+            device.device_info = dr.DeviceInfo(
+                identifiers={(DOMAIN, device.identifier)}
+            )
+        return device.device_info
 
     def entity_unique_id(self, device_key: str, channel_key: str) -> str:
         """Return the unique id of the entity of a channel: stable across restarts and re-definitions."""
@@ -723,7 +743,7 @@ class Hub:
             definition=definition,
             platform=platform,
             value=definition.value,
-            attributes=dict(definition.attributes),
+            attributes=_own(definition.attributes),
         )
         if device.info.device_key != HUB_DEVICE_KEY:
             self._migrate_unique_id(device, definition.channel_key, platform)
@@ -878,7 +898,7 @@ class Hub:
         # A re-definition updates the existing entity in place (label, range, options, value).
         channel.definition = definition
         channel.defined = True
-        channel.attributes = dict(definition.attributes)
+        channel.attributes = _own(definition.attributes)
         if definition.value is not None:
             channel.value = definition.value
         self._notify_channel(definition.device_key, definition.channel_key)
@@ -914,7 +934,7 @@ class Hub:
             return
         value = reading.value
         if reading.attributes is not None:
-            channel.attributes = dict(reading.attributes)
+            channel.attributes = _own(reading.attributes)
         channel.timestamp = reading.timestamp or dt_util.utcnow()
         if isinstance(value, EventData):
             if value.event_type not in channel.definition.options:
@@ -934,7 +954,7 @@ class Hub:
             return
         await self._async_save_file(reading, channel, blob)
         if reading.attributes is not None:
-            channel.attributes = dict(reading.attributes)
+            channel.attributes = _own(reading.attributes)
         channel.timestamp = reading.timestamp or dt_util.utcnow()
         self._notify_channel(reading.device_key, reading.channel_key)
 
