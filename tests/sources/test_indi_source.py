@@ -1095,6 +1095,73 @@ async def test_blob_cap(
     assert [p.name for p in spool.iterdir()] == [blobs[0].spooled.name]
 
 
+async def test_a_cut_off_blob_leaves_no_file(
+    start_source: StartSource,
+    indi_server: FakeIndiServer,
+    recorder: EventRecorder,
+    tmp_path: Path,
+) -> None:
+    """A BLOB whose element is cut off by the next one is dropped: its spool file goes, nothing waits."""
+    spool = spool_folder(tmp_path)
+    source = await start_source(THERMO_DEFS, spool_folder=spool)
+    await indi_server.wait_received(b"<enableBLOB")
+    whole = blob_set(random.Random(6).randbytes(600_000), ".bin", wrap=True)
+    await indi_server.send(whole[: len(whole) // 2] + THERMO[4])
+    await wait_reading(recorder, "Thermostat", "temperaturevector.temperature")
+    async with asyncio.timeout(WAIT_SECONDS):
+        while source._transfers or any(spool.iterdir()):
+            await asyncio.sleep(
+                0.01
+            )  # the removal runs in the executor; nothing to wait on
+    assert source.diagnostics()["blob_backlog_bytes"] == 0
+    assert source.diagnostics()["connection"]["truncated"] == 1
+    assert [e.channel_key for e in value_readings(recorder)] == [
+        "temperaturevector.temperature"
+    ]
+
+
+async def test_stopping_removes_files_not_handed_on(
+    indi_server: FakeIndiServer,
+    recorder: EventRecorder,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Stopped while a large BLOB is written and a small one waits behind it: both files go."""
+    gate = threading.Event()
+    real_write = blobs_module._Sink.write
+
+    def slow_for_large(self: Any, data: bytes) -> None:
+        real_write(self, data)
+        if len(data) >= blobs_module.PIECE_BYTES:
+            gate.wait(WAIT_SECONDS)  # its spool file exists, it is not finished
+
+    monkeypatch.setattr(blobs_module._Sink, "write", slow_for_large)
+    spool = spool_folder(tmp_path)
+    indi_server.definitions = [THERMO_DEFS]
+    source = IndiSource("127.0.0.1", indi_server.port, spool_folder=spool)
+    await source.async_start(recorder)
+    try:
+        await indi_server.wait_received(b"<enableBLOB")
+        await indi_server.send(
+            blob_set(b"x" * 1_000_000, ".bin") + blob_set(b"small", ".bin") + THERMO[4]
+        )
+        async with asyncio.timeout(WAIT_SECONDS):
+            # The small file is complete (in the executor) and waits behind the large one.
+            while not any(
+                isinstance(item, source_module._PendingBlob) and item.transfer.done
+                for item in source._waiting
+            ):
+                await asyncio.sleep(0.01)
+        assert len(list(spool.iterdir())) == 2
+    finally:
+        stopping = asyncio.create_task(source.async_stop())
+        await asyncio.sleep(0)  # the stop has begun: let the large file's job go on
+        gate.set()
+        await stopping
+    assert list(spool.iterdir()) == []
+    assert value_readings(recorder) == []
+
+
 async def test_blobs_not_enabled_when_disabled(
     start_source: StartSource, indi_server: FakeIndiServer, recorder: EventRecorder
 ) -> None:

@@ -214,7 +214,7 @@ class BlobTransfer:
         spool_folder: Path | None,
         on_progress: Callable[[], None],
     ) -> None:
-        """Prepare a transfer; ``on_progress`` is called whenever its backlog shrank."""
+        """Prepare a transfer; ``on_progress`` is called whenever its backlog shrank, and once it is done."""
         compressed = fmt.endswith(_COMPRESSED_SUFFIX)
         self.format = fmt.removesuffix(_COMPRESSED_SUFFIX) if compressed else fmt
         self._max_bytes = max_bytes
@@ -403,3 +403,4 @@ class BlobTransfer:
         on_done, self._on_done = self._on_done, None
         if on_done is not None:
             on_done(self)
+        self._on_progress()

@@ -24,6 +24,7 @@ never failed by the old link's LinkDown.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Hashable, Mapping
 from dataclasses import asdict, dataclass
@@ -33,6 +34,7 @@ import logging
 from pathlib import Path
 from typing import Any, Final
 
+from ...blob_store import discard_spooled
 from ...events import (
     DeviceConnection,
     DeviceFound,
@@ -186,13 +188,25 @@ class IndiSource(Source):
     async def async_stop(self) -> None:
         """Close the connection, throw away unfinished BLOBs and fail pending commands; leaves no task."""
         await self._connection.close()
-        self._waiting.clear()
         transfers = list(self._transfers)
         self._transfers.clear()
         for transfer in transfers:
             transfer.abort()
         for transfer in transfers:
             await transfer.wait_idle()  # its spool file is removed, no job of it runs
+        # Complete files whose readings were still waiting are not handed on: remove them.
+        unsent = [
+            pending.transfer.result.spooled
+            for pending in self._waiting
+            if isinstance(pending, _PendingBlob)
+            and pending.transfer.result is not None
+            and pending.transfer.result.spooled is not None
+        ]
+        self._waiting.clear()
+        for path in unsent:
+            await asyncio.get_running_loop().run_in_executor(
+                None, discard_spooled, path
+            )
         self._pending.fail(
             lambda _key: True,
             lambda: self._not_connected("the INDI source was stopped"),
@@ -344,6 +358,10 @@ class IndiSource(Source):
         return sum(transfer.backlog for transfer in self._transfers)
 
     def _transfer_progress(self) -> None:
+        # A finished transfer is only still the source's while its reading waits to be emitted.
+        self._transfers = {
+            transfer for transfer in self._transfers if not transfer.done
+        }
         if self._has_room():
             self._connection.room_available()
 

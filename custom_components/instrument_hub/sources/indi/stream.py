@@ -220,6 +220,12 @@ class IndiStreamParser:
 
     def _new_parser(self, base: int) -> None:
         """Start a fresh expat parser whose first byte (after the synthetic root) is stream offset ``base``."""
+        old = self._expat
+        if old is not None:
+            # Its handlers are bound to self, which holds it: a cycle only the GC would free, with its
+            # 64 KiB text buffer, thousands of times under a storm of bad elements.
+            old.StartElementHandler = old.EndElementHandler = None
+            old.CharacterDataHandler = None
         parser = expat.ParserCreate()
         parser.buffer_text = True
         parser.buffer_size = _TEXT_BUFFER
