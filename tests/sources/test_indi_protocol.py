@@ -210,6 +210,8 @@ BAD_INPUT = [
     b'<message message="&e;"/>',
     b"<x/><y><z/></y>",
     b"garbage text & more",
+    b'<message device="Thermostat" message="caf\xe9 in Latin-1, not UTF-8"/>',
+    b"\xff\xfe<\x00m\x00",
 ]
 GOOD_INPUT = [line.encode() for line in THERMO[4:8]]
 
@@ -234,6 +236,18 @@ def test_any_chunking_gives_the_same_events(
     cut.feed(stream, cuts)
     assert cut.elements == whole.elements
     assert whole.elements == parsed([good for good, _ in pieces])  # no good one lost
+
+
+def test_wrong_encoding_loses_only_its_element() -> None:
+    """Bytes that are not UTF-8 (a Latin-1 text, UTF-16) are reported; the next element arrives."""
+    latin = '<message device="d" message="café"/>'.encode("latin-1")
+    good = THERMO[4].encode()
+    stream = Collected()
+    assert stream.feed(latin + good + "<message/>".encode("utf-16") + good) == parsed(
+        [good, good]
+    )
+    assert len(stream.drops) == 2
+    assert stream.drops[0][1].startswith(b'<message device="d"')
 
 
 def test_greater_than_inside_quoted_attribute() -> None:
