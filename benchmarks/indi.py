@@ -1,4 +1,4 @@
-"""INDI rows: the whole pipeline from socket to state, and the protocol parser alone.
+"""INDI rows: the whole pipeline from socket to state, and the parser against its peers on one stream.
 
 End to end: the integration is set up the way a user's entry is (a config entry with
 ``{"source_kind": "indi", "host": "127.0.0.1", "port": N}`` through ``hass.config_entries``) against
@@ -7,21 +7,30 @@ process's. The server defines one device with three number vectors (copied from 
 then, on each round, pushes N ``setNumberVector`` elements as fast as the socket takes them. The
 figure is this process's CPU time from the moment the round is requested (before the first byte) to
 the ``state_changed`` callback that sees the round's last value, divided by N: reading, splitting,
-parsing, the source's and the hub's queues, the entities and Home Assistant's state machine, all in
+parsing, the source, the hub's queue, the entities and Home Assistant's state machine, all in
 one number. Only public surfaces are used (config entries, ``hass.states``, the event bus), so the
 row survives refactors of the internals. The pipeline may coalesce readings under pressure; the
 notes report how many states were written for the events sent instead of hiding it.
 
-Parser: a seeded, realistic stream (number, switch, text and light set vectors, a few definitions,
-messages, an occasional small BLOB) goes through ``ElementSplitter.feed`` in 64 KiB chunks (what one
-socket read delivers), then every element through ``parse_element``. No Home Assistant runs; the
-per-element CPU is still divided by the floor so it reads in the same unit as the other rows.
+Parsers: a seeded, realistic stream (number, switch, text and light set vectors, a few definitions,
+messages, an occasional small BLOB) is parsed in 64 KiB and in 4 KiB chunks (what socket reads
+deliver) by three parsers on the same interpreter: Python's own pull parser (``XMLPullParser`` with a
+synthetic root, taking each element's and its members' attributes and text: the reference note's
+recipe, and the floor of what a pure-stdlib client can do), indipyclient 0.9.4's receive path (its
+``_run_rx``: the same pull parser, then its events and its model), and ours (``IndiStreamParser``:
+bytes to typed elements). The notes of our rows give the speed ratios to the other two measured in
+the same run (rows run in order: the peers first). ``indi-events`` adds our source's model and events
+(no Home Assistant), the part of our pipeline that compares with all indipyclient's row does. No Home
+Assistant runs; the per-element CPU is still divided by the floor so it reads in the same unit.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import statistics
-from typing import Final
+from typing import Any, Final
+import xml.etree.ElementTree as ET
 
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_HOST, CONF_PORT
@@ -44,7 +53,7 @@ from .indi_stream import (
     parser_stream,
     round_marker,
 )
-from .rows import BenchError, Measurement, Settings, row
+from .rows import BenchError, Measurement, RowFunction, Settings, row
 
 INTEGRATION_DOMAIN: Final = "instrument_hub"
 SOURCE_KIND_KEY: Final = "source_kind"
@@ -53,6 +62,7 @@ WARMUP_ROUNDS: Final = 1
 PUSHER_MODULE: Final = "benchmarks.indi_pusher"
 STARTUP_TIMEOUT: Final = 30.0
 CHUNK_BYTES: Final = 64 * 1024
+SMALL_CHUNK_BYTES: Final = 4 * 1024
 PARSER_ELEMENTS_PER_EVENT: Final = 10
 """The parser stream holds this many elements per ``--events`` (20 000 by default)."""
 
@@ -145,51 +155,235 @@ async def indi_end_to_end(settings: Settings) -> Measurement:
     return Measurement(samples, notes)
 
 
-@row("indi-parse", "indi: split + parse (mixed stream)", source="indi")
-async def indi_parser(settings: Settings) -> Measurement:
-    """CPU per element of ElementSplitter.feed (64 KiB chunks) followed by parse_element."""
-    # Imported here: the integration may be mid-edit, and a broken import must fail this row only.
-    from custom_components.instrument_hub.sources.indi.protocol import (  # noqa: PLC0415
-        ElementSplitter,
-        parse_element,
+# --------------------------------------------------------------------------------------------------
+# Parsers on the same stream: the stdlib pull parser, indipyclient, ours
+
+_PARSE_RESULTS: dict[str, float] = {}
+"""Median µs per element of the parser rows run so far (for the comparison notes of ours)."""
+
+
+def _chunks(data: bytes, size: int) -> list[bytes]:
+    return [data[offset : offset + size] for offset in range(0, len(data), size)]
+
+
+def _parse_notes(key: str, samples: list[float], elements: int, mix: str) -> list[str]:
+    per_element = statistics.median(samples)
+    _PARSE_RESULTS[key] = per_element
+    return [f"{1 / per_element * 1000:.0f}k el/s", f"{elements} el ({mix})"]
+
+
+def _mix(counts: dict[str, int]) -> str:
+    return ", ".join(f"{kind} {count}" for kind, count in counts.items() if count)
+
+
+def _pull_parse(chunks: list[bytes]) -> int:
+    """Python's own pull parser, as indipyclient and the reference note use it, with attribute extraction."""
+    parser = ET.XMLPullParser(events=("start", "end"))
+    parser.feed(b"<root>")
+    events: Any = parser.read_events()  # (event, element) pairs for these events
+    started = list(events)
+    depth = len(started)
+    root: Any = started[0][1]  # the synthetic root
+    elements = 0
+    for chunk in chunks:
+        parser.feed(chunk)
+        events = parser.read_events()
+        for event, item in events:
+            if event == "start":
+                depth += 1
+                continue
+            depth -= 1
+            if depth == 1:
+                # What a client needs of an element: its attributes, its members' attributes and text.
+                found: Any = item
+                dict(found.attrib)
+                [(dict(member.attrib), member.text) for member in found]
+                root.remove(found)
+                elements += 1
+    return elements
+
+
+def _pull_row(chunk_bytes: int) -> RowFunction:
+    async def measure(settings: Settings) -> Measurement:
+        stream = parser_stream(settings.events * PARSER_ELEMENTS_PER_EVENT)
+        chunks = _chunks(stream.data, chunk_bytes)
+        samples: list[float] = []
+        for repeat in range(-1, settings.repeats):
+            begin = cpu_ns()
+            elements = _pull_parse(chunks)
+            end = cpu_ns()
+            if elements != stream.elements:
+                raise BenchError(f"{elements} elements of {stream.elements}")
+            if repeat >= 0:
+                samples.append((end - begin) / stream.elements / 1000)
+        key = f"pull-{chunk_bytes}"
+        return Measurement(
+            samples, _parse_notes(key, samples, stream.elements, _mix(stream.counts))
+        )
+
+    return measure
+
+
+class _ChunkReader:
+    """What indipyclient reads from: the stream's chunks, then the end (and it is told to stop)."""
+
+    def __init__(self, client: Any, chunks: list[bytes]) -> None:
+        self._client = client
+        self._chunks = iter(chunks)
+
+    async def read(self, _size: int) -> bytes:
+        chunk = next(self._chunks, b"")
+        if not chunk:
+            self._client._stop = True  # noqa: SLF001
+        return chunk
+
+
+async def _indipyclient_parse(chunks: list[bytes]) -> int:
+    """Run indipyclient 0.9.4's receive path (its _run_rx: pull parser, events, its model); returns elements."""
+    import indipyclient  # noqa: PLC0415
+
+    client = indipyclient.IPyClient()
+    client.resend_enableBLOB_on_def = (
+        False  # nothing to send to: the bench measures receiving
+    )
+    received = 0
+    handler = client._rxhandler  # noqa: SLF001
+
+    async def counting(element: Any) -> None:
+        nonlocal received
+        received += 1
+        await handler(element)
+
+    client._rxhandler = counting  # noqa: SLF001
+    client._reader = _ChunkReader(client, chunks)  # noqa: SLF001
+    client._writer = object()  # "connected" (it never writes here)  # noqa: SLF001
+    await client._run_rx()  # noqa: SLF001
+    return received
+
+
+def _indipyclient_row(chunk_bytes: int) -> RowFunction:
+    async def measure(settings: Settings) -> Measurement:
+        logging.getLogger("indipyclient").setLevel(logging.ERROR)
+        stream = parser_stream(settings.events * PARSER_ELEMENTS_PER_EVENT)
+        chunks = _chunks(stream.data, chunk_bytes)
+        samples: list[float] = []
+        for repeat in range(-1, settings.repeats):
+            begin = cpu_ns()
+            elements = await _indipyclient_parse(chunks)
+            end = cpu_ns()
+            if elements != stream.elements:
+                raise BenchError(f"{elements} elements of {stream.elements}")
+            if repeat >= 0:
+                samples.append((end - begin) / stream.elements / 1000)
+        key = f"indipyclient-{chunk_bytes}"
+        notes = _parse_notes(key, samples, stream.elements, _mix(stream.counts))
+        return Measurement(samples, [*notes, "its events and model included"])
+
+    return measure
+
+
+def _discard(_element: object) -> None:
+    """Take an element and keep nothing of it."""
+
+
+def _ours_row(chunk_bytes: int) -> RowFunction:
+    async def measure(settings: Settings) -> Measurement:
+        # Imported here: the integration may be mid-edit, and a broken import must fail this row only.
+        from custom_components.instrument_hub.sources.indi.stream import (  # noqa: PLC0415
+            IndiStreamParser,
+        )
+
+        stream = parser_stream(settings.events * PARSER_ELEMENTS_PER_EVENT)
+        chunks = _chunks(stream.data, chunk_bytes)
+        samples: list[float] = []
+        for repeat in range(-1, settings.repeats):
+            # Each element is handed on and dropped, as in the source (the peers keep none either).
+            parser = IndiStreamParser(_discard)
+            begin = cpu_ns()
+            for chunk in chunks:
+                parser.feed(chunk)
+            end = cpu_ns()
+            if parser.elements != stream.elements or parser.malformed:
+                raise BenchError(f"{parser.elements} elements of {stream.elements}")
+            if repeat >= 0:
+                samples.append((end - begin) / stream.elements / 1000)
+        notes = _parse_notes(
+            f"ours-{chunk_bytes}", samples, stream.elements, _mix(stream.counts)
+        )
+        per_element = statistics.median(samples)
+        for name, key in (
+            ("indipyclient", f"indipyclient-{chunk_bytes}"),
+            ("the pull parser", f"pull-{chunk_bytes}"),
+        ):
+            if key in _PARSE_RESULTS:
+                notes.insert(
+                    1, f"×{_PARSE_RESULTS[key] / per_element:.2f} {name}'s speed"
+                )
+        return Measurement(samples, notes)
+
+    return measure
+
+
+for _size, _label in ((CHUNK_BYTES, "64 KiB"), (SMALL_CHUNK_BYTES, "4 KiB")):
+    _suffix = "" if _size == CHUNK_BYTES else "-4k"
+    row(
+        f"pull-parse{_suffix}",
+        f"stdlib XMLPullParser + attributes ({_label} reads)",
+        source="indi",
+    )(_pull_row(_size))
+    row(
+        f"indipyclient-parse{_suffix}",
+        f"indipyclient 0.9.4 receive path ({_label} reads)",
+        source="indi",
+    )(_indipyclient_row(_size))
+    row(
+        f"indi-parse{_suffix}",
+        f"indi: stream parser ({_label} reads)",
+        source="indi",
+    )(_ours_row(_size))
+
+
+@row("indi-events", "indi: bytes -> events, parser + model (no HA)", source="indi")
+async def indi_events(settings: Settings) -> Measurement:
+    """CPU per element from bytes to the events the source emits (what indipyclient's row also does)."""
+    from custom_components.instrument_hub.sources.indi import (  # noqa: PLC0415
+        IndiSource,
     )
 
     stream = parser_stream(settings.events * PARSER_ELEMENTS_PER_EVENT)
-    chunks = [
-        stream.data[offset : offset + CHUNK_BYTES]
-        for offset in range(0, len(stream.data), CHUNK_BYTES)
-    ]
+    chunks = _chunks(stream.data, CHUNK_BYTES)
     samples: list[float] = []
-    split_shares: list[float] = []
+    emitted = 0
     for repeat in range(-1, settings.repeats):
-        splitter = ElementSplitter()
-        elements: list[bytes] = []
+        events: list[object] = []
+        source = IndiSource("127.0.0.1", 1, enable_blobs=False)
+        source._sink = events.append  # noqa: SLF001
+        parser = source._connection._parser  # noqa: SLF001
         begin = cpu_ns()
         for chunk in chunks:
-            elements.extend(splitter.feed(chunk))
-        split = cpu_ns()
-        parsed = [parse_element(element) for element in elements]
+            parser.feed(chunk)
+            await asyncio.sleep(0)  # a read per loop iteration, as from a socket
+        async with asyncio.timeout(STARTUP_TIMEOUT):
+            while source._waiting:  # noqa: SLF001  # behind the last small BLOB's file
+                await asyncio.sleep(0.001)
         end = cpu_ns()
-        if len(elements) != stream.elements or any(item is None for item in parsed):
-            raise BenchError(
-                f"{len(elements)} elements split of {stream.elements}, "
-                f"{sum(item is None for item in parsed)} not parsed"
-            )
+        await source.async_stop()
+        if parser.elements != stream.elements:
+            raise BenchError(f"{parser.elements} elements of {stream.elements}")
+        emitted = len(events)
         if repeat >= 0:
             samples.append((end - begin) / stream.elements / 1000)
-            split_shares.append((split - begin) / (end - begin))
-    per_element_s = statistics.median(samples) / 1e6
-    mean_bytes = len(stream.data) / stream.elements
-    mix = ", ".join(f"{kind} {count}" for kind, count in stream.counts.items() if count)
-    return Measurement(
-        samples,
-        [
-            f"{1 / per_element_s / 1000:.0f}k el/s",
-            f"{mean_bytes / per_element_s / 1e6:.1f} MB/s",
-            f"split {statistics.median(split_shares):.0%}",
-            f"{stream.elements} el, {len(stream.data) / 1e6:.1f} MB ({mix})",
-        ],
-    )
+    per_element = statistics.median(samples)
+    per_event = per_element * stream.elements / max(1, emitted)
+    notes = [
+        f"{1 / per_element * 1000:.0f}k el/s",
+        f"{emitted} events ({per_event:.1f} µs per event)",
+    ]
+    if (key := f"indipyclient-{CHUNK_BYTES}") in _PARSE_RESULTS:
+        notes.insert(
+            1, f"×{_PARSE_RESULTS[key] / per_element:.2f} indipyclient's speed"
+        )
+    return Measurement(samples, notes)
 
 
 INDILIB_CAPTURE: Final = "tests/fixtures/indi/indilib_telescope_weather.xml"
@@ -201,11 +395,11 @@ INDILIB_CAPTURE: Final = "tests/fixtures/indi/indilib_telescope_weather.xml"
     source="indi",
 )
 async def indi_definitions(settings: Settings) -> Measurement:
-    """CPU per definition of indilib's answer to getProperties: parse, model, names, units, channels.
+    """CPU per definition of indilib's answer to getProperties: model, names, units, channels.
 
-    The captured definitions of indilib's telescope and weather simulators (59 vectors, about 140 channels)
-    go through the source's own steps, with names kept unique per device (each definition re-checks the
-    device's names), into a list; no Home Assistant runs.
+    The captured definitions of indilib's telescope and weather simulators (59 vectors, about 140 channels),
+    parsed once beforehand, go through the source's own steps, with names kept unique per device (each
+    definition re-checks the device's names), into a list; no Home Assistant runs.
     """
     from custom_components.instrument_hub.sources.indi.model import (  # noqa: PLC0415
         Device,
@@ -213,17 +407,19 @@ async def indi_definitions(settings: Settings) -> Measurement:
     )
     from custom_components.instrument_hub.sources.indi.protocol import (  # noqa: PLC0415
         DefVector,
-        ElementSplitter,
-        parse_element,
     )
     from custom_components.instrument_hub.sources.indi.publish import (  # noqa: PLC0415
         Publisher,
+    )
+    from custom_components.instrument_hub.sources.indi.stream import (  # noqa: PLC0415
+        IndiStreamParser,
     )
 
     from .harness import REPO_ROOT  # noqa: PLC0415
 
     capture = (REPO_ROOT / INDILIB_CAPTURE).read_bytes()
-    elements = ElementSplitter().feed(capture)
+    elements: list[object] = []
+    IndiStreamParser(elements.append).feed(capture)
     passes = max(1, settings.events // len(elements))
     samples: list[float] = []
     channels = 0
@@ -233,10 +429,9 @@ async def indi_definitions(settings: Settings) -> Measurement:
             events: list[object] = []
             publisher = Publisher(events.append, {})
             devices: dict[str, Device] = {}
-            for raw in elements:
-                definition = parse_element(raw)
+            for definition in elements:
                 if not isinstance(definition, DefVector):
-                    raise BenchError(f"not a definition: {raw[:60]!r}")
+                    raise BenchError(f"not a definition: {definition!r:.60}")
                 device = devices.setdefault(
                     definition.device, Device(definition.device)
                 )

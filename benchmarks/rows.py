@@ -18,6 +18,7 @@ from typing import Any, Final
 ROW_MODULES: Final = (
     "benchmarks.floor",
     "benchmarks.indi",
+    "benchmarks.indi_floods",
     "benchmarks.powersensor",
     "benchmarks.hololinked",
     "benchmarks.gentec",

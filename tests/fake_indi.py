@@ -2,7 +2,7 @@
 
 Every getProperties is answered with the definitions the test gave (captured XML a real server sent,
 or written by the test); reply rules may answer any other element a client sends. Each connection
-records what its client sent, split into top-level elements by the project's ``ElementSplitter``.
+records what its client sent, split into top-level elements by ``tests.indi_splitter.ElementSplitter``.
 A test can push XML to every client or send it to one, drop the clients, or close the server and
 start it again on the same port. Every wait is bounded and wakes on the server's own events.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import re
 
-from custom_components.instrument_hub.sources.indi.protocol import ElementSplitter
+from .indi_splitter import ElementSplitter
 
 WAIT_SECONDS = 5.0
 """Upper bound of every wait on the server; a healthy run needs milliseconds."""

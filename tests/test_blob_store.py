@@ -16,10 +16,14 @@ import pytest
 from custom_components.instrument_hub import blob_store
 from custom_components.instrument_hub.blob_store import (
     FileRefused,
+    create_spool_file,
+    discard_spooled,
     is_safe_relative_folder,
     safe_component,
     safe_suffix,
     save_file,
+    save_spooled_file,
+    spool_folder,
 )
 
 WHEN = datetime(2026, 11, 21, 5, 0, 1, 250000, tzinfo=UTC)
@@ -575,3 +579,136 @@ def test_the_folder_walk_refuses_unsanitized_names(tmp_path: Path, name: str) ->
     with pytest.raises(FileRefused, match="not a plain name"):
         blob_store._open_folder(tmp_path / "base", ["entry", name])
     assert [p.name for p in (tmp_path / "base").iterdir()] == ["entry"]
+
+
+# ------------------------------------------------------------------ spooled files (written as they arrive)
+
+
+def _spooled(base: Path, data: bytes) -> Path:
+    """Write ``data`` to a new spool file of the store at ``base``, as a source does."""
+    fd, path = create_spool_file(spool_folder(base))
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    return path
+
+
+def _save_spooled(
+    base: Path, spooled: Path, *, keep: int = 100, received: datetime = WHEN
+) -> Path:
+    return save_spooled_file(base, PARTS, ".csv", spooled, keep=keep, received=received)
+
+
+def test_a_spooled_file_is_moved_into_place(tmp_path: Path) -> None:
+    """The same place and name as save_file gives; the spool folder is left empty, nothing copied."""
+    spooled = _spooled(tmp_path, b"payload")
+    assert spooled.parent == tmp_path / ".incoming"
+    inode = spooled.stat().st_ino
+    path = _save_spooled(tmp_path, spooled)
+    assert path == tmp_path.joinpath(*PARTS, NAME)
+    assert path.read_bytes() == b"payload"
+    assert path.stat().st_ino == inode  # linked, not written again
+    assert list((tmp_path / ".incoming").iterdir()) == []
+
+
+def test_spooled_files_get_exclusive_names_and_retention(tmp_path: Path) -> None:
+    """Two at the same time are both kept; retention keeps the newest, as for saved bytes."""
+    first = _save_spooled(tmp_path, _spooled(tmp_path, b"1"))
+    second = _save_spooled(tmp_path, _spooled(tmp_path, b"2"))
+    assert (first.name, second.name) == (NAME, "20261121T050001_250000Z-2.csv")
+    later = _save_spooled(
+        tmp_path, _spooled(tmp_path, b"3"), keep=1, received=WHEN + timedelta(seconds=1)
+    )
+    assert [p.name for p in tmp_path.joinpath(*PARTS).iterdir()] == [later.name]
+
+
+@pytest.mark.parametrize("planted", ["before", "during"])
+def test_a_link_planted_at_the_name_of_a_spooled_file_is_not_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, planted: str
+) -> None:
+    """The link stays, its target is untouched, the spooled file takes the next counter."""
+    target = tmp_path / "victim"
+    target.write_bytes(b"precious")
+    base = tmp_path / "base"
+    folder = base.joinpath(*PARTS)
+    folder.mkdir(parents=True)
+    if planted == "before":
+        (folder / NAME).symlink_to(target)
+    else:
+        _plant_during_scan(monkeypatch, folder / NAME, target)
+    path = _save_spooled(base, _spooled(base, b"payload"))
+    assert path.name == "20261121T050001_250000Z-2.csv"
+    assert path.read_bytes() == b"payload"
+    assert target.read_bytes() == b"precious"
+
+
+def test_a_spool_folder_that_is_a_link_is_refused(tmp_path: Path) -> None:
+    """A link planted where the spool folder goes is never followed."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / ".incoming").symlink_to(outside)
+    with pytest.raises(FileRefused, match="symbolic link"):
+        create_spool_file(spool_folder(base))
+    assert list(outside.iterdir()) == []
+
+
+def test_a_refused_or_failed_move_removes_the_spooled_file(tmp_path: Path) -> None:
+    """Whatever happens, the spool file is gone afterwards (a refused save reports why)."""
+    spooled = _spooled(tmp_path, b"payload")
+    (tmp_path / "entry").write_bytes(b"a file where a folder goes")
+    with pytest.raises(FileRefused, match="not a folder: entry"):
+        _save_spooled(tmp_path, spooled)
+    assert not spooled.exists()
+
+
+def test_only_the_store_s_own_spool_files_are_taken(tmp_path: Path) -> None:
+    """A path that is not a spool file of this store is refused and left alone."""
+    elsewhere = tmp_path / "precious.csv"
+    elsewhere.write_bytes(b"precious")
+    with pytest.raises(FileRefused, match="not a spool file"):
+        _save_spooled(tmp_path / "base", elsewhere)
+    assert elsewhere.read_bytes() == b"precious"
+
+
+def test_without_hard_links_a_spooled_file_is_copied_in_pieces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where link() is unsupported the spooled file is copied into an exclusive name, then removed."""
+
+    def no_links(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    monkeypatch.setattr(blob_store, "_COPY_PIECE_BYTES", 1000)
+    data = os.urandom(10_500)
+    first = _save(tmp_path, b"0")
+    spooled = _spooled(tmp_path, data)
+    path = _save_spooled(tmp_path, spooled)
+    assert path.name == "20261121T050001_250000Z-2.csv"
+    assert path.read_bytes() == data
+    assert first.read_bytes() == b"0"
+    assert not spooled.exists()
+
+
+def test_stale_spool_files_are_removed(tmp_path: Path) -> None:
+    """A spool file a crash left goes after an hour, when the next one is created; a fresh one stays."""
+    stale = _spooled(tmp_path, b"old")
+    fresh = _spooled(tmp_path, b"new")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    newest = _spooled(tmp_path, b"newest")
+    assert sorted(p.name for p in (tmp_path / ".incoming").iterdir()) == sorted(
+        [fresh.name, newest.name]
+    )
+
+
+def test_discarding_a_spooled_file_never_raises(tmp_path: Path) -> None:
+    """Removing a spool file that is gone already, or in a folder that is gone, is quiet."""
+    spooled = _spooled(tmp_path, b"x")
+    discard_spooled(spooled)
+    assert not spooled.exists()
+    discard_spooled(spooled)
+    discard_spooled(tmp_path / "missing" / spooled.name)

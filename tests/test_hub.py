@@ -10,6 +10,8 @@ import asyncio
 from datetime import UTC, datetime
 import logging
 import math
+import os
+from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
@@ -50,6 +52,7 @@ from pytest_homeassistant_custom_component.typing import (
 from syrupy.assertion import SnapshotAssertion
 from syrupy.filters import props
 
+from custom_components.instrument_hub.blob_store import create_spool_file, spool_folder
 from custom_components.instrument_hub.const import DOMAIN
 from custom_components.instrument_hub.events import (
     CONNECTION_MAC,
@@ -614,6 +617,24 @@ async def test_a_file_channel_fires_with_where_the_file_went(
     assert state.attributes["event_type"] == "received"
     assert (state.attributes["path"], state.attributes["size"]) == (None, 4)
     assert state.attributes["reason"] == "saving files is disabled"
+
+
+async def test_a_spooled_file_that_is_not_saved_is_removed(
+    hass: HomeAssistant, fake_kind: FakeKind, tmp_path: Path
+) -> None:
+    """A file a source spooled while saving is off: the event tells why, and the spool file goes."""
+    entry, source = await _setup(hass, fake_kind)
+    fd, spooled = create_spool_file(spool_folder(tmp_path))
+    os.write(fd, b"a,b\n")
+    os.close(fd)
+    log = _entity_id(hass, "event", "aabbccddeeff:log")
+    source.push(Reading("plug-1", "log", BlobData(b"", ".csv", 4, spooled=spooled)))
+    await _settle(hass, entry)
+    state = hass.states.get(log)
+    assert state is not None
+    assert (state.attributes["path"], state.attributes["size"]) == (None, 4)
+    assert state.attributes["reason"] == "saving files is disabled"
+    assert not spooled.exists()
 
 
 async def test_writes_to_different_channels_do_not_wait_for_each_other(

@@ -5,6 +5,11 @@ Everything a device sends is untrusted: its names become sanitized, distinct pat
 folders below the configured base are walked with directory file descriptors that never follow a
 symbolic link, and no file is ever overwritten: each received file is kept as its own file, named by
 its arrival time, until retention removes the oldest of the store's own files.
+
+Large files are not held in memory: a source writes them as they arrive into the spool folder
+``<base>/.incoming/`` (``create_spool_file``), on the same file system as the store, and the store then
+links the finished spool file into its final place (``save_spooled_file``) with the guarantees of
+``save_file``. Spool files a crash left behind are removed after an hour.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ _TEMP_PREFIX = ".instrument_hub-"
 _TEMP_SUFFIX = ".part"
 _TEMP_NAME = re.compile(r"\.instrument_hub-[0-9a-f]{16}\.part")
 _STALE_TEMP_SECONDS = 3600
+SPOOL_FOLDER_NAME = ".incoming"
+"""Below the base folder; ``safe_component`` never makes a name with a leading dot, so no device's folder is it."""
+_COPY_PIECE_BYTES = 1024 * 1024
 _STAMP_FORMAT = "%Y%m%dT%H%M%S_%fZ"
 # <arrival stamp>Z[-<counter from 2>]<suffix as safe_suffix makes it>
 _STORED_NAME = re.compile(
@@ -149,6 +157,179 @@ def save_file(
     finally:
         os.close(folder_fd)
     return base.joinpath(*names, name)
+
+
+def spool_folder(base: Path) -> Path:
+    """Return the folder a source spools files of the store at ``base`` into (created when first used)."""
+    return base / SPOOL_FOLDER_NAME
+
+
+def create_spool_file(folder: Path) -> tuple[int, Path]:
+    """Create a new spool file in ``folder`` (from ``spool_folder``) for writing; return its fd and path. Blocking.
+
+    The folder is created when missing and never followed if it is a symbolic link; the file is created
+    exclusively under a random name. Spool files older than an hour (left by a crash) are removed.
+    """
+    folder_fd = _open_folder(folder.parent, [folder.name])
+    try:
+        _remove_stale_temps(folder_fd)
+        fd, name = _create_temp(folder_fd)
+    finally:
+        os.close(folder_fd)
+    return fd, folder / name
+
+
+def discard_spooled(path: Path) -> None:
+    """Remove a spool file that will not be saved (missing already is fine). Blocking; never raises."""
+    try:
+        folder_fd = os.open(path.parent, _DIR_FLAGS | os.O_NOFOLLOW)
+    except OSError as err:
+        _LOGGER.warning("Could not remove %s: %s", path, err)
+        return
+    try:
+        _unlink_quietly(folder_fd, path.name)
+    finally:
+        os.close(folder_fd)
+
+
+def save_spooled_file(
+    base: Path,
+    parts: Sequence[str],
+    file_format: str,
+    spooled: Path,
+    *,
+    keep: int,
+    received: datetime,
+) -> Path:
+    """Move a finished spool file into its place like ``save_file`` saves bytes; return its path. Blocking.
+
+    Same names, the same exclusive final name (nothing is ever overwritten), links never followed below
+    ``base``, the same retention and errors (FileRefused, OSError). The spool file must be one
+    ``create_spool_file`` made for this store; it is hard-linked into place (the same file system), or
+    copied where the file system has no hard links, and is gone afterwards whatever happened.
+    """
+    if spooled.parent != spool_folder(base) or not _TEMP_NAME.fullmatch(spooled.name):
+        raise FileRefused("not a spool file of this store")  # and it is left alone
+    try:
+        return _move_spooled(
+            base, parts, file_format, spooled, keep=keep, received=received
+        )
+    except BaseException:
+        discard_spooled(spooled)
+        raise
+
+
+def _move_spooled(
+    base: Path,
+    parts: Sequence[str],
+    file_format: str,
+    spooled: Path,
+    *,
+    keep: int,
+    received: datetime,
+) -> Path:
+    if received.tzinfo is None or received.utcoffset() is None:
+        raise ValueError("received must be an aware datetime")
+    stamp = received.astimezone(UTC).strftime(_STAMP_FORMAT)
+    suffix = safe_suffix(file_format)
+    names = [safe_component(part) for part in parts]
+    spool_fd = _open_folder(base, [SPOOL_FOLDER_NAME])
+    try:
+        folder_fd = _open_folder(base, names)
+        try:
+            listing = _scan(folder_fd, stamp)
+            name = _link_new_file(
+                spool_fd, spooled.name, folder_fd, stamp, suffix, listing.next_counter
+            )
+            _prune(folder_fd, listing, keep=keep)
+        finally:
+            os.close(folder_fd)
+    finally:
+        _unlink_quietly(spool_fd, spooled.name)
+        os.close(spool_fd)
+    return base.joinpath(*names, name)
+
+
+def _link_new_file(
+    spool_fd: int,
+    spool_name: str,
+    folder_fd: int,
+    stamp: str,
+    suffix: str,
+    first_counter: int,
+) -> str:
+    """Give the spool file a new name in the folder, never replacing anything; return the name."""
+    for counter in range(first_counter, _MAX_COUNTER + 1):
+        name = _stored_name(stamp, counter, suffix)
+        try:
+            # link() fails when the name exists, whatever it is (a planted link included).
+            os.link(
+                spool_name,
+                name,
+                src_dir_fd=spool_fd,
+                dst_dir_fd=folder_fd,
+                follow_symlinks=False,
+            )
+        except FileExistsError:
+            continue
+        except OSError as err:
+            if err.errno not in _LINK_UNSUPPORTED:
+                raise
+            return _copy_without_links(
+                spool_fd, spool_name, folder_fd, stamp, suffix, counter
+            )
+        return name
+    raise FileRefused(f"too many files received at {stamp}")
+
+
+def _copy_without_links(
+    spool_fd: int,
+    spool_name: str,
+    folder_fd: int,
+    stamp: str,
+    suffix: str,
+    first_counter: int,
+) -> str:
+    """Where hard links are unsupported: copy the spool file into an exclusively created name, in pieces."""
+    source = os.open(
+        spool_name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=spool_fd
+    )
+    try:
+        for counter in range(first_counter, _MAX_COUNTER + 1):
+            name = _stored_name(stamp, counter, suffix)
+            try:
+                fd = os.open(name, _NEW_FILE_FLAGS, 0o644, dir_fd=folder_fd)
+            except FileExistsError:
+                continue
+            written = False
+            try:
+                while piece := os.read(source, _COPY_PIECE_BYTES):
+                    view = memoryview(piece)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                os.fsync(fd)
+                written = True
+            finally:
+                os.close(fd)
+                if not written:
+                    _unlink_quietly(folder_fd, name)
+            return name
+    finally:
+        os.close(source)
+    raise FileRefused(f"too many files received at {stamp}")
+
+
+def _remove_stale_temps(folder_fd: int) -> None:
+    """Remove temporary files older than an hour (what a crashed save or spool left)."""
+    stale_before = time.time() - _STALE_TEMP_SECONDS
+    with os.scandir(folder_fd) as entries:
+        stale = [
+            entry.name
+            for entry in entries
+            if _TEMP_NAME.fullmatch(entry.name) and _older_file(entry, stale_before)
+        ]
+    for name in stale:
+        _unlink_quietly(folder_fd, name)
 
 
 def _open_folder(base: Path, names: Sequence[str]) -> int:

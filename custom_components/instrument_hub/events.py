@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 from urllib.parse import unquote
@@ -175,11 +176,16 @@ class Reading:
 
 @dataclass(frozen=True, slots=True)
 class BlobData:
-    """The value of a BLOB reading: decoded (and decompressed) bytes plus the device's format suffix."""
+    """The value of a BLOB reading: decoded (and decompressed) bytes plus the device's format suffix.
+
+    A source that wrote the bytes to a spool file as they arrived gives its path as ``spooled`` (``data``
+    is empty then): whoever handles the reading moves the file into place or removes it.
+    """
 
     data: bytes
     format: str
     size: int
+    spooled: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)

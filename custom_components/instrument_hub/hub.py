@@ -30,7 +30,13 @@ from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.entity_platform import MAX_ENABLED_ENTITIES_PER_CONFIG_ENTRY
 from homeassistant.util import dt as dt_util
 
-from .blob_store import FileRefused, FileStoreSettings, save_file
+from .blob_store import (
+    FileRefused,
+    FileStoreSettings,
+    discard_spooled,
+    save_file,
+    save_spooled_file,
+)
 from .collector import (
     Collector,
     CollectorClosed,
@@ -981,6 +987,8 @@ class Hub:
         # a server that pushes files although none were asked for (saving disabled) is left.
         if settings is None:
             reason = "saving files is disabled"
+            if blob.spooled is not None:
+                await self.hass.async_add_executor_job(discard_spooled, blob.spooled)
         else:
             try:
                 saved = await self.hass.async_add_executor_job(
@@ -1004,9 +1012,20 @@ class Hub:
     def _save_file_job(
         self, settings: FileStoreSettings, reading: Reading, blob: BlobData
     ) -> Any:
+        parts = (self.entry.entry_id, reading.device_key, reading.channel_key)
+        if blob.spooled is not None:
+            # Written to the store's spool folder as it arrived: moved into place, not copied.
+            return save_spooled_file(
+                settings.folder,
+                parts,
+                blob.format,
+                blob.spooled,
+                keep=settings.keep,
+                received=dt_util.utcnow(),
+            )
         return save_file(
             settings.folder,
-            (self.entry.entry_id, reading.device_key, reading.channel_key),
+            parts,
             blob.format,
             blob.data,
             keep=settings.keep,

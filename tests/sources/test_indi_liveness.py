@@ -131,9 +131,9 @@ async def test_tcp_keepalive_is_on(start: Start, indi_server: FakeIndiServer) ->
     """The socket asks the kernel for keepalive probes (idle 30 s, every 10 s, 3 of them)."""
     indi_server.definitions = [DEFS]
     source = await start()
-    writer = source._connection._writer
-    assert writer is not None
-    sock = writer.get_extra_info("socket")
+    session = source._connection._session
+    assert session is not None and session.transport is not None
+    sock = session.transport.get_extra_info("socket")
     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
     if hasattr(socket, "TCP_KEEPIDLE"):
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30

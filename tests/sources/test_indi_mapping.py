@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import zlib
-
 import pytest
 
 from custom_components.instrument_hub.events import (
@@ -36,8 +33,6 @@ from custom_components.instrument_hub.sources.indi.protocol import (
     DefMember,
     DefVector,
     VectorKind,
-    base64_decoded_length,
-    decode_blob,
 )
 from custom_components.instrument_hub.sources.indi.standard import standard_quantity
 
@@ -464,21 +459,3 @@ def test_text_xml_cannot_carry_is_refused(text: str) -> None:
         merged_values(note, {"TEXT": text})
     assert "U+" in err.value.message
     assert merged_values(note, {"TEXT": "tab\tand é 😀"}) == {"TEXT": "tab\tand é 😀"}
-
-
-def test_a_wrapped_blob_just_under_the_cap_counts_its_bytes_not_its_newlines() -> None:
-    """A BLOB wrapped every 72 columns (as indilib sends them): its decoded length meets the cap, not its text."""
-    data = bytes(range(256)) * 4000  # 1 024 000 bytes
-    text = base64.b64encode(data).decode()
-    wrapped = "\n".join(text[i : i + 72] for i in range(0, len(text), 72))
-    assert base64_decoded_length(wrapped) == len(data)
-    assert len(wrapped) * 3 // 4 > len(data)  # the old estimate would have skipped it
-    assert decode_blob(wrapped, ".fits", len(data)) == (data, ".fits")
-
-
-def test_a_truncated_compressed_blob_is_an_error_not_half_a_file() -> None:
-    """A .z stream cut off before its end is reported (zlib.error), never returned as if whole."""
-    compressed = zlib.compress(bytes(range(256)) * 400)
-    cut = base64.b64encode(compressed[: len(compressed) // 2]).decode()
-    with pytest.raises(zlib.error, match="truncated"):
-        decode_blob(cut, ".fits.z", 10**6)

@@ -1,36 +1,39 @@
-"""Tests of the INDI wire protocol: numbers, stream splitting, element parsing, builders."""
+"""Tests of the INDI wire protocol: numbers, the incremental stream parser, element parsing, builders."""
 
 from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
 import random
-import zlib
+import tracemalloc
 
 from defusedxml.ElementTree import fromstring
+from hypothesis import given, settings, strategies as st
 import pytest
 
 from custom_components.instrument_hub.sources.indi.protocol import (
-    BlobTooLarge,
     DefMember,
     DefVector,
     DelProperty,
-    ElementSplitter,
+    IndiElement,
     ProtocolError,
     ServerMessage,
     SetMember,
     SetVector,
     VectorKind,
-    decode_blob,
     display_precision,
     enable_blob,
     format_number,
     get_properties,
     member_text,
     new_vector,
-    parse_element,
     parse_number,
     parse_timestamp,
+)
+from custom_components.instrument_hub.sources.indi.stream import (
+    MAX_TOKEN_BYTES,
+    IndiStreamParser,
+    parse_element,
 )
 from tests.fake_indi import CAPTURES, server_lines
 
@@ -39,19 +42,37 @@ EXTRAS = server_lines("capture_extras.txt")
 ALL_SERVER_LINES = THERMO + EXTRAS
 
 
-def split_all(
-    splitter: ElementSplitter, data: bytes, chunk_sizes: list[int]
-) -> list[bytes]:
-    """Feed ``data`` in chunks of the given sizes (cycled) and collect the elements."""
-    elements: list[bytes] = []
-    pos = 0
-    index = 0
-    while pos < len(data):
-        size = chunk_sizes[index % len(chunk_sizes)]
-        elements += splitter.feed(data[pos : pos + size])
-        pos += size
-        index += 1
-    return elements
+class Collected:
+    """A stream parser with what it delivered and what it dropped."""
+
+    def __init__(self, **kwargs: object) -> None:
+        """Create the parser (keyword arguments go to it)."""
+        self.elements: list[IndiElement] = []
+        self.drops: list[tuple[str, bytes]] = []
+        self.parser = IndiStreamParser(
+            self.elements.append,
+            lambda reason, excerpt: self.drops.append((reason, excerpt)),
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def feed(
+        self, data: bytes, chunk_sizes: list[int] | None = None
+    ) -> list[IndiElement]:
+        """Feed ``data`` in chunks of the given sizes (cycled); return everything delivered so far."""
+        sizes = chunk_sizes or [len(data) or 1]
+        pos = 0
+        index = 0
+        while pos < len(data):
+            size = sizes[index % len(sizes)]
+            self.parser.feed(data[pos : pos + size])
+            pos += size
+            index += 1
+        return self.elements
+
+
+def parsed(lines: list[bytes]) -> list[IndiElement]:
+    """Return what the elements parse to one by one."""
+    return [element for line in lines if (element := parse_element(line))]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -156,44 +177,92 @@ def test_format_number_rejects_non_finite() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Splitter
+# The stream parser
 
 
-def test_splitter_byte_by_byte_returns_every_captured_element() -> None:
+def test_byte_by_byte_returns_every_captured_element() -> None:
     """Fed one byte at a time, the captured stream yields exactly the captured elements."""
-    expected = [line.encode() for line in ALL_SERVER_LINES]
-    splitter = ElementSplitter()
-    elements = split_all(splitter, b"".join(expected), [1])
-    assert elements == expected
-    assert splitter.elements == len(expected)
-    assert splitter.dropped == 0
-    assert splitter.skipped_bytes == 0
+    lines = [line.encode() for line in ALL_SERVER_LINES]
+    stream = Collected()
+    assert stream.feed(b"".join(lines), [1]) == parsed(lines)
+    assert len(stream.elements) == len(lines)
+    assert (stream.parser.malformed, stream.parser.skipped_bytes) == (0, 0)
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_splitter_random_chunks(seed: int) -> None:
+def test_random_chunks(seed: int) -> None:
     """Random chunk sizes (and newlines between elements) never change the result."""
     rng = random.Random(seed)
-    expected = [line.encode() for line in ALL_SERVER_LINES]
-    stream = b"\n".join(expected)
-    splitter = ElementSplitter()
-    elements = split_all(splitter, stream, [rng.randint(1, 97) for _ in range(50)])
-    assert elements == expected
-    assert splitter.skipped_bytes == len(expected) - 1  # the newlines
+    lines = [line.encode() for line in ALL_SERVER_LINES]
+    stream = Collected()
+    assert stream.feed(b"\n".join(lines), [rng.randint(1, 97) for _ in range(50)]) == (
+        parsed(lines)
+    )
 
 
-def test_splitter_greater_than_inside_quoted_attribute() -> None:
+BAD_INPUT = [
+    b'<setNumberVector device="Thermostat" name="temperaturevector"><oneNumber name="temperature">1</oneText></setNumberVector>',
+    b'<setNumberVector device="Thermostat" name="temperaturevector"><oneNumber name="temp',
+    b"<<<<",
+    b"</stray>",
+    b'<?xml version="1.0"?>',
+    b'<!DOCTYPE m [<!ENTITY e "boom">]>',
+    b'<message message="&e;"/>',
+    b"<x/><y><z/></y>",
+    b"garbage text & more",
+    b'<message device="Thermostat" message="caf\xe9 in Latin-1, not UTF-8"/>',
+    b"\xff\xfe<\x00m\x00",
+]
+GOOD_INPUT = [line.encode() for line in THERMO[4:8]]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    pieces=st.lists(
+        st.tuples(st.sampled_from(GOOD_INPUT), st.sampled_from([b"", *BAD_INPUT])),
+        min_size=1,
+        max_size=6,
+    ),
+    cuts=st.lists(st.integers(min_value=1, max_value=300), min_size=1, max_size=20),
+)
+def test_any_chunking_gives_the_same_events(
+    pieces: list[tuple[bytes, bytes]], cuts: list[int]
+) -> None:
+    """Good elements mixed with bad input: the same elements come out however the bytes are cut."""
+    stream = b"".join(good + bad for good, bad in pieces)
+    whole = Collected()
+    whole.feed(stream)
+    cut = Collected()
+    cut.feed(stream, cuts)
+    assert cut.elements == whole.elements
+    assert whole.elements == parsed([good for good, _ in pieces])  # no good one lost
+
+
+def test_wrong_encoding_loses_only_its_element() -> None:
+    """Bytes that are not UTF-8 (a Latin-1 text, UTF-16) are reported; the next element arrives."""
+    latin = '<message device="d" message="café"/>'.encode("latin-1")
+    good = THERMO[4].encode()
+    stream = Collected()
+    assert stream.feed(latin + good + "<message/>".encode("utf-16") + good) == parsed(
+        [good, good]
+    )
+    assert len(stream.drops) == 2
+    assert stream.drops[0][1].startswith(b'<message device="d"')
+
+
+def test_greater_than_inside_quoted_attribute() -> None:
     """A '>' or '/>' inside a quoted value does not end the start tag."""
     first = b"<message device=\"a>b\" message='x/>y' />"
     second = b'<setTextVector device="d" name="n" message="1 > 0"><oneText name="t">v</oneText></setTextVector>'
-    splitter = ElementSplitter()
-    assert split_all(splitter, first + second, [3]) == [first, second]
-    message = parse_element(first)
-    assert message == ServerMessage(device="a>b", timestamp=None, message="x/>y")
+    stream = Collected()
+    assert stream.feed(first + second, [3]) == [
+        ServerMessage(device="a>b", timestamp=None, message="x/>y"),
+        parse_element(second),
+    ]
 
 
-def test_splitter_skips_garbage_and_counts_it() -> None:
-    """Whitespace, text, declarations and stray close tags between elements are skipped."""
+def test_garbage_between_elements_is_skipped() -> None:
+    """Whitespace, text, declarations, comments and stray close tags between elements cost nothing good."""
     good = [line.encode() for line in THERMO[:3]]
     garbage = [
         b'<?xml version="1.0"?>\n',
@@ -202,120 +271,212 @@ def test_splitter_skips_garbage_and_counts_it() -> None:
         b"<!-- note -->",
         b"\r\n  ",
     ]
-    stream = b"".join(g + e for g, e in zip(garbage, [*good, b"", b""], strict=True))
-    splitter = ElementSplitter()
-    assert split_all(splitter, stream, [5]) == good
-    assert splitter.skipped_bytes == sum(len(g) for g in garbage)
-    assert splitter.dropped == 0
+    data = b"".join(g + e for g, e in zip(garbage, [*good, b"", b""], strict=True))
+    stream = Collected()
+    assert stream.feed(data, [5]) == parsed(good)
+    # The declaration and the stray close tag are not XML a stream may have: reported (logged once).
+    assert [reason for reason, _ in stream.drops] == [
+        "malformed XML: XML or text declaration not at start of entity",
+        "malformed XML: mismatched tag",
+    ]
 
 
-def test_splitter_truncated_element_followed_by_good_one() -> None:
+def test_truncated_element_followed_by_good_one() -> None:
     """A known start tag before the close tag proves truncation: drop, count, keep the next one."""
-    truncated = b'<setNumberVector device="Thermostat" name="temperaturevector"><oneNumber name="temp'
+    truncated = b'<setNumberVector device="Thermostat" name="temperaturevector"><oneNumber name="temperature">1'
     good = THERMO[4].encode()
-    drops: list[tuple[str, bytes]] = []
-    splitter = ElementSplitter(
-        on_drop=lambda reason, excerpt: drops.append((reason, excerpt))
-    )
-    assert split_all(splitter, truncated + good + good, [7]) == [good, good]
-    assert splitter.truncated == 1
-    assert splitter.dropped_bytes == len(truncated)
-    assert drops == [("truncated", truncated[:80])]
+    stream = Collected()
+    assert stream.feed(truncated + good + good, [7]) == parsed([good, good])
+    assert stream.parser.truncated == 1
+    assert stream.drops == [("truncated element", truncated[:80])]
 
 
-def test_splitter_truncated_inside_start_tag() -> None:
+def test_truncated_inside_start_tag() -> None:
     """A '<' inside a start tag (even inside quotes) means the tag was cut off."""
     truncated = b'<defNumberVector device="Ther'
     good = THERMO[0].encode()
-    splitter = ElementSplitter()
-    assert split_all(splitter, truncated + good, [1]) == [good]
-    assert splitter.truncated == 1
+    for chunks in ([1], [len(truncated) + 40]):
+        stream = Collected()
+        assert stream.feed(truncated + good, chunks) == parsed([good])
+        assert stream.drops[0][1].startswith(truncated)
+    # Counted as truncated when the next element's tag is at hand when the error is noticed.
+    assert stream.parser.truncated == 1
 
 
-def test_splitter_returns_unknown_top_level_elements() -> None:
-    """Unknown elements are returned (the parser ignores them) and never swallow the next one."""
+def test_unknown_top_level_elements_are_ignored_and_swallow_nothing() -> None:
+    """Unknown elements are skipped (not reported) and never swallow the next one."""
     unknown = b'<newExtension a="1"><inner/>text</newExtension>'
     good = THERMO[0].encode()
-    splitter = ElementSplitter()
-    elements = split_all(splitter, unknown + good, [2])
-    assert elements == [unknown, good]
+    stream = Collected()
+    assert stream.feed(unknown + good, [2]) == parsed([good])
+    assert stream.drops == []
     assert parse_element(unknown) is None
 
 
-def test_splitter_close_tag_with_whitespace_and_self_closing() -> None:
+def test_close_tag_with_whitespace_and_self_closing() -> None:
     """``</name >`` closes; ``<name .../>`` is complete by itself, even split at the '/'."""
     spaced = b'<delProperty device="d" name="n"></delProperty \n>'
     self_closing = b'<message device="d" message="hi"/>'
-    splitter = ElementSplitter()
-    stream = spaced + self_closing
-    elements = split_all(splitter, stream, [len(spaced) + len(self_closing) - 2, 1, 1])
-    assert elements == [spaced, self_closing]
+    stream = Collected()
+    data = spaced + self_closing
+    assert stream.feed(data, [len(data) - 2, 1, 1]) == [
+        DelProperty(device="d", name="n", timestamp=None, message=None),
+        ServerMessage(device="d", timestamp=None, message="hi"),
+    ]
 
 
-def test_splitter_same_name_close_tag_only() -> None:
-    """Inner close tags of other names do not end the element."""
+def test_inner_close_tags_of_other_names_do_not_end_the_element() -> None:
+    """Members' close tags do not end their vector."""
     element = b'<setSwitchVector device="d" name="n"><oneSwitch name="a">On</oneSwitch></setSwitchVector>'
-    assert ElementSplitter().feed(element) == [element]
+    assert Collected().feed(element) == parsed([element])
 
 
-def test_splitter_drops_oversized_element_and_recovers() -> None:
-    """An element larger than the cap is dropped (counted) and the next element still arrives."""
-    big = (
-        b'<setBLOBVector device="d" name="b"><oneBLOB name="x" size="9" format=".bin">'
-        + b"A" * 5000
-    )
-    big += b"</oneBLOB></setBLOBVector>"
+def test_oversized_element_is_dropped_while_it_streams_in() -> None:
+    """An element larger than the cap is dropped (counted), without being kept, and the next one arrives."""
+    big = b'<setTextVector device="d" name="t"><oneText name="x">' + b"A" * 5000
+    big += b"</oneText></setTextVector>"
     good = THERMO[4].encode()
-    drops: list[str] = []
-    splitter = ElementSplitter(
-        max_element_bytes=1000, on_drop=lambda reason, _excerpt: drops.append(reason)
-    )
-    peak = 0
-    elements: list[bytes] = []
-    for start in range(0, len(big + good), 300):
-        elements += splitter.feed((big + good)[start : start + 300])
-        peak = max(peak, splitter.buffered_bytes)
-    assert elements == [good]
-    assert splitter.oversized == 1
-    assert drops == ["oversized"]
-    assert peak <= 1000 + 300  # the discarded element is not kept while it streams in
+    stream = Collected(max_element_bytes=1000)
+    assert stream.feed(big + good, [300]) == parsed([good])
+    assert stream.parser.oversized == 1
+    assert [reason for reason, _ in stream.drops] == ["oversized element"]
 
 
-def test_splitter_drops_oversized_element_arriving_at_once() -> None:
+def test_oversized_element_arriving_at_once() -> None:
     """The cap also holds when the whole oversized element is in one chunk."""
     big = b'<message message="' + b"x" * 2000 + b'"/>'
     good = b'<message message="ok"/>'
-    splitter = ElementSplitter(max_element_bytes=1000)
-    assert splitter.feed(big + good) == [good]
-    assert splitter.oversized == 1
+    stream = Collected(max_element_bytes=1000)
+    assert stream.feed(big + good) == parsed([good])
+    assert stream.parser.oversized == 1
 
 
-def test_splitter_large_blob_in_chunks_is_linear() -> None:
-    """A 5 MB BLOB in 64 KiB chunks completes and every byte is scanned about once."""
+def test_an_endless_element_or_tag_costs_no_memory() -> None:
+    """100 MB of text in one member, or an attribute that never ends: dropped, memory stays flat."""
+    good = THERMO[4].encode()
+    text = b"A" * 65536
+    for start in (
+        b'<setTextVector device="d" name="t"><oneText name="x">',
+        b'<message message="',
+    ):
+        stream = Collected(max_element_bytes=1024 * 1024)
+        tracemalloc.start()
+        try:
+            stream.parser.feed(start)
+            for _ in range(1600):
+                stream.parser.feed(text)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        stream.parser.feed(b'"/>' + good)
+        assert stream.elements == parsed([good])
+        assert stream.parser.oversized == 1
+        assert peak < 4 * max(MAX_TOKEN_BYTES, 1024 * 1024)
+
+
+def test_eight_megabytes_of_less_than_signs() -> None:
+    """Garbage that is all tag openings: one report, every byte passed over once, the next element arrives."""
+    good = THERMO[4].encode()
+    stream = Collected()
+    for _ in range(128):
+        stream.parser.feed(b"<" * 65536)
+    stream.parser.feed(good)
+    assert stream.elements == parsed([good])
+    assert len(stream.drops) == 1
+    assert stream.parser.skipped_bytes >= 128 * 65536 - 2
+
+
+def test_a_million_tiny_unknown_elements() -> None:
+    """Unknown elements are ignored as they come; what follows is delivered."""
+    good = THERMO[4].encode()
+    stream = Collected()
+    chunk = b"<x/>" * 16384
+    for _ in range(62):
+        stream.parser.feed(chunk)
+    stream.parser.feed(good)
+    assert stream.elements == parsed([good])
+    assert stream.drops == []
+
+
+def test_many_bad_elements_each_lose_only_themselves() -> None:
+    """Each bad element is dropped alone; the good ones between them all arrive, in order."""
+    bad = b'<setNumberVector device="d" name="n"><oneNumber name="a">1</oneText></setNumberVector>'
+    goods = [
+        f'<setNumberVector device="d" name="n"><oneNumber name="a">{i}</oneNumber></setNumberVector>'.encode()
+        for i in range(200)
+    ]
+    stream = Collected()
+    stream.feed(b"".join(bad + good for good in goods), [4096])
+    assert stream.elements == parsed(goods)
+    assert len(stream.drops) == 200
+
+
+def test_a_nested_top_level_tag_truncates_even_an_unknown_element() -> None:
+    """Top-level elements never nest: one inside any element means that element was cut off."""
+    good = THERMO[4].encode()
+    stream = Collected()
+    assert stream.feed(b"<unknown><inner>" + good + good) == parsed([good, good])
+    assert stream.parser.truncated == 1
+
+
+def test_blob_content_streams_to_its_receiver() -> None:
+    """A BLOB's base64 goes to the receiver the consumer opens, piece by piece, never into the element."""
+
+    class Receiver:
+        def __init__(self) -> None:
+            self.pieces: list[str] = []
+            self.ended = False
+            self.aborted = False
+
+        def write(self, text: str) -> None:
+            self.pieces.append(text)
+
+        def end(self) -> None:
+            self.ended = True
+
+        def abort(self) -> None:
+            self.aborted = True
+
+    opened: list[tuple[str, str, str, str, int | None]] = []
+    receivers: list[Receiver] = []
+
+    def open_blob(
+        device: str, vector: str, member: str, fmt: str, size: int | None
+    ) -> Receiver:
+        opened.append((device, vector, member, fmt, size))
+        receivers.append(Receiver())
+        return receivers[-1]
+
     payload = base64.b64encode(random.Random(1).randbytes(3_750_000))
     element = (
         b'<setBLOBVector device="Cam" name="CCD1"><oneBLOB name="CCD1" size="3750000" format=".fits">'
         + payload
         + b"</oneBLOB></setBLOBVector>"
     )
-    assert len(element) > 5_000_000
-    splitter = ElementSplitter()
-    elements = split_all(splitter, element + THERMO[4].encode(), [65536])
-    assert elements == [element, THERMO[4].encode()]
-    total = len(element) + len(THERMO[4])
-    # A rescan of the buffer per chunk would be ~77 x 5 MB / 2; linear scanning is ~1 x.
-    assert splitter.scanned_bytes <= 1.1 * total
-    assert splitter.buffered_bytes == 0
+    stream = Collected(open_blob=open_blob, max_element_bytes=100_000)
+    assert len(stream.feed(element + THERMO[4].encode(), [65536])) == 2
+    blob = stream.elements[0]
+    assert isinstance(blob, SetVector)
+    assert opened == [("Cam", "CCD1", "CCD1", ".fits", 3750000)]
+    assert blob.members[0].value == ""
+    assert blob.members[0].blob is receivers[0]
+    assert "".join(receivers[0].pieces).encode() == payload
+    assert max(len(piece) for piece in receivers[0].pieces) <= 65536
+    assert receivers[0].ended and not receivers[0].aborted
+    # A BLOB whose element turns out bad is aborted.
+    stream.feed(element[: len(element) // 2] + THERMO[4].encode())
+    assert receivers[1].aborted
 
 
-def test_splitter_reset_forgets_the_unfinished_element() -> None:
+def test_reset_forgets_the_unfinished_element() -> None:
     """A new connection starts clean: the half element of the old one is gone, counters stay."""
-    splitter = ElementSplitter()
-    assert splitter.feed(b'<message device="d" message="never ends') == []
-    splitter.reset()
-    good = b'<message message="ok"/>'
-    assert splitter.feed(good) == [good]
-    assert splitter.elements == 1
+    stream = Collected()
+    assert stream.feed(b'<message device="d" message="never ends') == []
+    stream.parser.reset()
+    assert stream.feed(b'<message message="ok"/>') == [
+        ServerMessage(device=None, timestamp=None, message="ok")
+    ]
+    assert stream.parser.elements == 1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -515,14 +676,14 @@ def test_parse_malformed_raises_protocol_error(raw: bytes) -> None:
 
 
 def test_malformed_element_does_not_stop_the_next() -> None:
-    """A mismatched tag fails alone; the splitter and parser carry on with the next element."""
+    """A mismatched tag fails alone; the parser carries on with the next element."""
     bad = b'<setNumberVector device="d" name="n"><oneNumber name="a">1</oneText></setNumberVector>'
     good = THERMO[4].encode()
-    elements = ElementSplitter().feed(bad + good)
-    assert elements == [bad, good]
     with pytest.raises(ProtocolError):
-        parse_element(elements[0])
-    assert isinstance(parse_element(elements[1]), SetVector)
+        parse_element(bad)
+    stream = Collected()
+    assert stream.feed(bad + good) == parsed([good])
+    assert [reason for reason, _ in stream.drops] == ["malformed XML: mismatched tag"]
 
 
 @pytest.mark.parametrize(
@@ -587,32 +748,6 @@ def test_member_text_keeps_device_spaces() -> None:
 def test_parse_timestamp(text: str | None, expected: datetime | None) -> None:
     """Zone-less timestamps are UTC; invalid or missing ones are None."""
     assert parse_timestamp(text) == expected
-
-
-# --------------------------------------------------------------------------------------------------
-# BLOB payloads
-
-
-def test_decode_blob_tolerates_newlines_and_decompresses() -> None:
-    """Wrapped base64 decodes; '.z' is inflated and removed from the format."""
-    data = b"SIMPLE  =                    T" * 100
-    wrapped = "\n".join(
-        base64.b64encode(data).decode()[i : i + 72]
-        for i in range(0, len(base64.b64encode(data)), 72)
-    )
-    assert decode_blob(wrapped, ".fits", 1_000_000) == (data, ".fits")
-    compressed = base64.b64encode(zlib.compress(data)).decode()
-    assert decode_blob(compressed, ".fits.z", 1_000_000) == (data, ".fits")
-
-
-def test_decode_blob_limits_decompression() -> None:
-    """A small compressed BLOB that inflates beyond the limit is refused."""
-    bomb = base64.b64encode(zlib.compress(b"\0" * 1_000_000)).decode()
-    assert len(bomb) < 5000
-    with pytest.raises(BlobTooLarge):
-        decode_blob(bomb, ".bin.z", 10_000)
-    with pytest.raises(BlobTooLarge):
-        decode_blob(base64.b64encode(b"x" * 200).decode(), ".bin", 100)
 
 
 # --------------------------------------------------------------------------------------------------

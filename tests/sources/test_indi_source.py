@@ -7,12 +7,16 @@ import base64
 from collections.abc import AsyncIterator, Awaitable, Callable
 import json
 import logging
+from pathlib import Path
+import random
+import threading
 from typing import Any
 import zlib
 
 from defusedxml.ElementTree import fromstring
 import pytest
 
+from custom_components.instrument_hub.blob_store import spool_folder
 from custom_components.instrument_hub.events import (
     BlobData,
     ChannelCategory,
@@ -42,11 +46,9 @@ from custom_components.instrument_hub.sources.indi import (
     commands as commands_module,
     source as source_module,
 )
+from custom_components.instrument_hub.sources.indi.client import FEED_BYTES
 from custom_components.instrument_hub.sources.indi.mapping import DEVICE_STATE_CHANNEL
-from custom_components.instrument_hub.sources.indi.protocol import (
-    decode_blob,
-    parse_element,
-)
+from custom_components.instrument_hub.sources.indi.stream import parse_element
 from tests.fake_indi import WAIT_SECONDS, FakeIndiServer, ReplyRule, server_lines
 
 from .conftest import EventRecorder
@@ -558,11 +560,9 @@ async def test_malformed_xml_is_logged_once_and_skipped(
     ]
     assert len(debugs) == 2
     stats = source.diagnostics()["connection"]
-    assert (stats["malformed"], stats["truncated"], stats["skipped_bytes"]) == (
-        3,
-        1,
-        len("junk"),
-    )
+    assert (stats["malformed"], stats["truncated"]) == (3, 1)
+    # Resynchronising passes over the rest of each bad element and the junk after one, nothing good.
+    assert len("junk") < stats["skipped_bytes"] < 2 * len(bad) + len("junk")
 
 
 async def test_eof_link_down_reconnect_and_resend(
@@ -674,11 +674,19 @@ async def test_stop_leaves_no_task(
     source = IndiSource("127.0.0.1", indi_server.port, task_factory=factory)
     await source.async_start(recorder)
     await wait_defined(recorder, "Thermostat", "switchvector.switchmember")
-    assert len(created) == 2  # the connection and the event worker
+    assert (
+        len(created) == 1
+    )  # the connection: elements are handled in its read callback
     await source.async_stop()
     await source.async_stop()
     assert all(task.done() for task in created)
-    assert asyncio.all_tasks() == tasks_before
+    # The scripted server's handler of the connection ends once it sees the close: not the source's.
+    left = {
+        task
+        for task in asyncio.all_tasks() - tasks_before
+        if not task.get_name().startswith("fake INDI server")
+    }
+    assert left == set()
     assert not source.diagnostics()["connected"]
 
 
@@ -989,38 +997,54 @@ async def test_blob_decoding(
     assert "MjAyNi0x" not in json.dumps(diagnostics)  # no raw BLOB text in diagnostics
 
 
-async def test_large_blob_uses_the_executor_and_keeps_order(
+async def test_large_blob_streams_to_a_spool_file_and_keeps_order(
     start_source: StartSource,
     indi_server: FakeIndiServer,
     recorder: EventRecorder,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
-    """A large BLOB is parsed and decoded in the executor; the reading after it stays after it."""
+    """A BLOB is written to a spool file while it arrives, off the loop; what follows it stays after it."""
     loop = asyncio.get_running_loop()
-    offloaded: list[Callable[..., object]] = []
+    offloaded: list[str] = []
     original = loop.run_in_executor
 
     def spy(executor: Any, func: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        offloaded.append(func)
+        offloaded.append(getattr(func, "__name__", repr(func)))
         return original(executor, func, *args)
 
     monkeypatch.setattr(loop, "run_in_executor", spy)
-    await start_source(THERMO_DEFS, executor_threshold=1000)
+    spool = spool_folder(tmp_path)
+    await start_source(THERMO_DEFS, spool_folder=spool)
     await indi_server.wait_received(b"<enableBLOB")
-    big = bytes(range(256)) * 40
+    big = random.Random(3).randbytes(3_000_000)
     small = b"tiny"
-    await indi_server.send(blob_set(small, ".bin") + blob_set(big, ".bin") + THERMO[4])
+    await indi_server.send(
+        blob_set(small, ".bin")
+        + blob_set(big, ".fits", wrap=True)
+        + blob_set(zlib.compress(big), ".fits.z", wrap=True)
+        + THERMO[4]
+    )
     await wait_reading(recorder, "Thermostat", "temperaturevector.temperature")
-    assert offloaded == [
-        parse_element,
-        decode_blob,
-    ]  # only the large element went off the loop
     assert [e.channel_key for e in value_readings(recorder)] == [
+        "logsvector.templogs",
         "logsvector.templogs",
         "logsvector.templogs",
         "temperaturevector.temperature",
     ]
-    assert [e.value.data for e in value_readings(recorder)[:2]] == [small, big]  # type: ignore[attr-defined]
+    blobs = [e.value for e in value_readings(recorder) if isinstance(e.value, BlobData)]
+    assert [(b.data, b.format, b.size) for b in blobs] == [
+        (b"", ".bin", 4),
+        (b"", ".fits", len(big)),
+        (b"", ".fits", len(big)),
+    ]
+    files = [b.spooled for b in blobs]
+    assert all(path is not None and path.parent == spool for path in files)
+    assert [path.read_bytes() for path in files if path] == [small, big, big]
+    assert set(offloaded) == {
+        "_drain"
+    }  # every write (and inflating) ran in the executor
+    assert len(offloaded) > 3  # the large ones in several pieces
 
 
 async def test_blob_cap(
@@ -1029,17 +1053,19 @@ async def test_blob_cap(
     recorder: EventRecorder,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
-    """BLOBs over the cap (encoded or once inflated) are skipped with one WARNING per vector."""
-    decoded: list[int] = []
-    real_decode = decode_blob
+    """BLOBs over the cap (decoded or once inflated) are skipped with one WARNING per vector, nothing kept."""
+    written: list[int] = []
+    real_write = blobs_module._Sink.write
 
-    def counting_decode(text: str, fmt: str, limit: int) -> tuple[bytes, str]:
-        decoded.append(len(text))
-        return real_decode(text, fmt, limit)
+    def counting_write(self: Any, data: bytes) -> None:
+        written.append(len(data))
+        real_write(self, data)
 
-    monkeypatch.setattr(blobs_module, "decode_blob", counting_decode)
-    source = await start_source(THERMO_DEFS, max_blob_bytes=1000)
+    monkeypatch.setattr(blobs_module._Sink, "write", counting_write)
+    spool = spool_folder(tmp_path)
+    source = await start_source(THERMO_DEFS, max_blob_bytes=1000, spool_folder=spool)
     await indi_server.wait_received(b"<enableBLOB")
     await indi_server.send(
         blob_set(b"x" * 2000, ".bin")
@@ -1052,9 +1078,9 @@ async def test_blob_cap(
     blobs = [
         e.value
         for e in value_readings(recorder)
-        if e.channel_key == "logsvector.templogs"
+        if e.channel_key == "logsvector.templogs" and isinstance(e.value, BlobData)
     ]
-    assert blobs == [BlobData(b"ok" * 100, ".bin", 200)]
+    assert [(b.format, b.size) for b in blobs] == [(".bin", 200)]
     warnings = [
         r
         for r in caplog.records
@@ -1062,9 +1088,78 @@ async def test_blob_cap(
     ]
     assert len(warnings) == 1
     assert source.diagnostics()["counters"]["blobs_skipped"] == 2
-    # The oversized base64 is refused from its length alone, without decoding it.
-    assert len(base64.b64encode(b"x" * 2000)) not in decoded
-    assert len(decoded) == 2
+    # The oversized one is refused while its base64 arrives: none of it reaches a job; the bomb's
+    # compressed bytes do (they are small), its inflating stops at the cap.
+    assert written == [len(zlib.compress(b"\0" * 100_000)), 200]
+    assert blobs[0].spooled is not None
+    assert [p.name for p in spool.iterdir()] == [blobs[0].spooled.name]
+
+
+async def test_a_cut_off_blob_leaves_no_file(
+    start_source: StartSource,
+    indi_server: FakeIndiServer,
+    recorder: EventRecorder,
+    tmp_path: Path,
+) -> None:
+    """A BLOB whose element is cut off by the next one is dropped: its spool file goes, nothing waits."""
+    spool = spool_folder(tmp_path)
+    source = await start_source(THERMO_DEFS, spool_folder=spool)
+    await indi_server.wait_received(b"<enableBLOB")
+    whole = blob_set(random.Random(6).randbytes(600_000), ".bin", wrap=True)
+    await indi_server.send(whole[: len(whole) // 2] + THERMO[4])
+    await wait_reading(recorder, "Thermostat", "temperaturevector.temperature")
+    async with asyncio.timeout(WAIT_SECONDS):
+        while source._transfers or any(spool.iterdir()):
+            await asyncio.sleep(
+                0.01
+            )  # the removal runs in the executor; nothing to wait on
+    assert source.diagnostics()["blob_backlog_bytes"] == 0
+    assert source.diagnostics()["connection"]["truncated"] == 1
+    assert [e.channel_key for e in value_readings(recorder)] == [
+        "temperaturevector.temperature"
+    ]
+
+
+async def test_stopping_removes_files_not_handed_on(
+    indi_server: FakeIndiServer,
+    recorder: EventRecorder,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Stopped while a large BLOB is written and a small one waits behind it: both files go."""
+    gate = threading.Event()
+    real_write = blobs_module._Sink.write
+
+    def slow_for_large(self: Any, data: bytes) -> None:
+        real_write(self, data)
+        if len(data) >= blobs_module.PIECE_BYTES:
+            gate.wait(WAIT_SECONDS)  # its spool file exists, it is not finished
+
+    monkeypatch.setattr(blobs_module._Sink, "write", slow_for_large)
+    spool = spool_folder(tmp_path)
+    indi_server.definitions = [THERMO_DEFS]
+    source = IndiSource("127.0.0.1", indi_server.port, spool_folder=spool)
+    await source.async_start(recorder)
+    try:
+        await indi_server.wait_received(b"<enableBLOB")
+        await indi_server.send(
+            blob_set(b"x" * 1_000_000, ".bin") + blob_set(b"small", ".bin") + THERMO[4]
+        )
+        async with asyncio.timeout(WAIT_SECONDS):
+            # The small file is complete (in the executor) and waits behind the large one.
+            while not any(
+                isinstance(item, source_module._PendingBlob) and item.transfer.done
+                for item in source._waiting
+            ):
+                await asyncio.sleep(0.01)
+        assert len(list(spool.iterdir())) == 2
+    finally:
+        stopping = asyncio.create_task(source.async_stop())
+        await asyncio.sleep(0)  # the stop has begun: let the large file's job go on
+        gate.set()
+        await stopping
+    assert list(spool.iterdir()) == []
+    assert value_readings(recorder) == []
 
 
 async def test_blobs_not_enabled_when_disabled(
@@ -1106,50 +1201,55 @@ async def test_diagnostics(start_source: StartSource, recorder: EventRecorder) -
     json.dumps(diagnostics)
 
 
-async def test_slow_consumer_pauses_reading_instead_of_queueing_without_bound(
+async def test_a_slow_disk_pauses_reading_instead_of_buffering_without_bound(
     start_source: StartSource,
     indi_server: FakeIndiServer,
     recorder: EventRecorder,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
-    """While the worker is stuck, the reader stops past the high-water mark; nothing is lost after."""
-    monkeypatch.setattr(source_module, "QUEUE_HIGH_WATER_BYTES", 4096)
-    source = await start_source(THERMO_DEFS)
-    await wait_defined(recorder, "Thermostat", "temperaturevector.temperature")
+    """While BLOB bytes are not written, reading stops past the high-water mark; nothing is lost after."""
+    monkeypatch.setattr(source_module, "BLOB_BACKLOG_HIGH_WATER", 300_000)
+    monkeypatch.setattr(blobs_module, "PIECE_BYTES", 65536)
+    gate = threading.Event()
+    real_write = blobs_module._Sink.write
 
-    gate = asyncio.Event()
-    original_on_set = source._on_set
+    def stuck_write(self: Any, data: bytes) -> None:
+        gate.wait(WAIT_SECONDS)
+        real_write(self, data)
 
-    async def stuck_on_set(update: Any) -> None:
-        await gate.wait()
-        await original_on_set(update)
-
-    monkeypatch.setattr(source, "_on_set", stuck_on_set)
+    monkeypatch.setattr(blobs_module._Sink, "write", stuck_write)
+    source = await start_source(THERMO_DEFS, spool_folder=spool_folder(tmp_path))
+    await indi_server.wait_received(b"<enableBLOB")
+    big = random.Random(5).randbytes(4_000_000)
     readings = [
         '<setNumberVector device="Thermostat" name="temperaturevector" state="Ok">'
         f'<oneNumber name="temperature">{20 + i / 1000:.3f}</oneNumber></setNumberVector>'
-        for i in range(2000)
+        for i in range(500)
     ]
-    send = asyncio.create_task(indi_server.send("".join(readings)))
-    async with asyncio.timeout(WAIT_SECONDS):
-        while source.diagnostics()["counters"]["reader_pauses"] == 0:
-            await asyncio.sleep(
-                0.01
-            )  # polling a counter: the pause has no event of its own
-    queued = source.diagnostics()["queued_bytes"]
-    assert (
-        4096 < queued <= 4096 + 65536
-    )  # at most one read beyond the mark, not the 280 kB sent
-
-    gate.set()
-    await send
-    last = await wait_reading(
-        recorder, "Thermostat", "temperaturevector.temperature", count=2000
+    send = asyncio.create_task(
+        indi_server.send(blob_set(big, ".bin", wrap=True) + "".join(readings))
     )
-    assert last.value == pytest.approx(21.999)
+    try:
+        async with asyncio.timeout(WAIT_SECONDS):
+            while source.diagnostics()["connection"]["room_pauses"] == 0:
+                await asyncio.sleep(
+                    0.01
+                )  # polling a counter: the pause has no event of its own
+        backlog = source.diagnostics()["blob_backlog_bytes"]
+        # Past the mark by at most one piece parsed: not the 5 MB sent.
+        assert 300_000 < backlog <= 300_000 + 2 * 65536 + FEED_BYTES
+        assert value_readings(recorder) == []
+    finally:
+        gate.set()
+    await send
+    await wait_reading(
+        recorder, "Thermostat", "temperaturevector.temperature", count=500
+    )
     values = [e.value for e in value_readings(recorder)]
-    assert values == [pytest.approx(20 + i / 1000) for i in range(2000)]
-    assert source.diagnostics()["queued_bytes"] == 0
+    assert isinstance(values[0], BlobData) and values[0].size == len(big)
+    assert values[1:] == [pytest.approx(20 + i / 1000) for i in range(500)]
+    assert source.diagnostics()["blob_backlog_bytes"] == 0
 
 
 async def test_actions_only_for_command_switches(

@@ -14,7 +14,7 @@ from homeassistant.core import HomeAssistant, ServiceCall, ServiceResponse
 from homeassistant.helpers import config_validation as cv, selector
 import probatio
 
-from ..blob_store import FileStoreSettings
+from ..blob_store import FileStoreSettings, spool_folder
 from ..const import ATTR_CONFIG_ENTRY_ID
 from ..hub import InstrumentHubConfigEntry
 from ..sources.indi import IndiSource
@@ -183,12 +183,18 @@ class IndiKind(SourceKind):
         entry: InstrumentHubConfigEntry,
         task_factory: TaskFactory,
     ) -> IndiSource:
-        """Build the INDI client; files are only asked for when the entry saves them."""
+        """Build the INDI client; files are only asked for when the entry saves them.
+
+        They are then written, as they arrive, into the file store's spool folder, from where the hub
+        moves each finished file into place.
+        """
+        settings = self.file_settings(hass, entry)
         return IndiSource(
             entry.data[CONF_HOST],
             entry.data[CONF_PORT],
-            enable_blobs=self.file_settings(hass, entry) is not None,
+            enable_blobs=settings is not None,
             max_blob_bytes=max_file_bytes(entry),
+            spool_folder=spool_folder(settings.folder) if settings else None,
             task_factory=task_factory,
             unit_overrides=unit_overrides(entry),
         )

@@ -275,6 +275,11 @@ class PendingCommands:
         self.late_answers = 0
         """Answers taken by ghosts: late answers to writes that had timed out."""
 
+    @property
+    def waiting(self) -> bool:
+        """Return True while a command waits for its answer (answers are looked for only then)."""
+        return bool(self._waiting)
+
     def count(self) -> int:
         """Return how many commands wait for their answer (ghosts not counted)."""
         return sum(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ...events import ChannelCategory, ChannelDefined, ChannelKind, StateClass, join_key
-from .model import LIGHT_OPTIONS, Member, Vector
+from .model import LIGHT_OPTIONS, STATE_ATTRIBUTE, Member, Vector
 from .naming import NameCandidate, label_unit, member_name, tidy, without_unit
 from .protocol import VectorKind, display_precision
 from .standard import (
@@ -40,7 +40,7 @@ LIGHT_TRANSLATION_KEY: Final = "light_state"
 DEVICE_STATE_TRANSLATION_KEY: Final = "property_state"
 DEVICE_STATE_CHANNEL: Final = join_key("", "state")
 """The device's property-state summary: a key no vector can have (INDI names are never empty)."""
-PROPERTY_STATE_ATTRIBUTE: Final = "property_state"
+PROPERTY_STATE_ATTRIBUTE: Final = STATE_ATTRIBUTE
 BUSY_ATTRIBUTE: Final = "busy"
 ALERT_ATTRIBUTE: Final = "alert"
 _SEVERITY: Final = {"alert": 3, "busy": 2, "ok": 1, "idle": 0}
@@ -93,11 +93,11 @@ def channel_definitions(
     ]
 
 
-def property_attributes(vector: Vector) -> dict[str, object]:
+def property_attributes(vector: Vector) -> Mapping[str, object]:
     """Return the attributes every entity of a vector carries: its state (BLOB events carry none)."""
     if vector.kind is VectorKind.BLOB:
         return {}
-    return {PROPERTY_STATE_ATTRIBUTE: vector.state_option}
+    return vector.state_attributes()
 
 
 def device_state_definition(device: str) -> ChannelDefined:

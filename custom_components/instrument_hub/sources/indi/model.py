@@ -6,8 +6,10 @@ stays in its device after a delProperty (disabled), so a redefinition can keep i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 import re
+from types import MappingProxyType
 from typing import Final
 
 from ...events import join_key
@@ -15,6 +17,8 @@ from .protocol import SWITCH_ON, DefMember, DefVector, VectorKind, parse_number
 from .standard import COMMAND_VECTORS, COMMAND_WORDS, DRIVER_INFO_VECTOR
 
 LIGHT_OPTIONS: Final = ("idle", "ok", "busy", "alert")
+STATE_ATTRIBUTE: Final = "property_state"
+"""The attribute every entity of a vector carries its state in."""
 """INDI's four states, as a Light member's value and as every property's state (lower case)."""
 DRIVER_NAME_MEMBER: Final = "DRIVER_NAME"
 DRIVER_VERSION_MEMBER: Final = "DRIVER_VERSION"
@@ -42,9 +46,11 @@ class Member:
     step: float | None = None
     channel_key: str = ""
     """The channel this member's value appears on (set by its vector)."""
+    number: float | None = None
+    """A number member's value, parsed once when it arrives (None: it does not parse)."""
 
     @classmethod
-    def from_def(cls, member: DefMember) -> Member:
+    def from_def(cls, member: DefMember, kind: VectorKind) -> Member:
         """Build a member from its definition."""
         return cls(
             member.name,
@@ -54,6 +60,7 @@ class Member:
             member.minimum,
             member.maximum,
             member.step,
+            number=parse_number(member.value) if kind is VectorKind.NUMBER else None,
         )
 
     @property
@@ -88,6 +95,12 @@ class Vector:
     channel_keys: tuple[str, ...] = ()
     setting: bool = False
     """Defined while its device was disconnected: a setting to make before connecting (stays usable)."""
+    _attributes: Mapping[str, object] = field(
+        default=MappingProxyType({}), init=False, repr=False, compare=False
+    )
+    _attributes_state: str | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def from_def(cls, definition: DefVector) -> Vector:
@@ -102,7 +115,8 @@ class Vector:
             timeout=definition.timeout,
             state=definition.state,
             members={
-                member.name: Member.from_def(member) for member in definition.members
+                member.name: Member.from_def(member, definition.kind)
+                for member in definition.members
             },
         )
         # Keys are escaped names (see events.join_key): computed once here, not per reading.
@@ -151,6 +165,13 @@ class Vector:
         """Return True when the vector is one enum channel rather than a channel per member."""
         return self.exclusive and len(self.members) >= 2 and not self.commands
 
+    def state_attributes(self) -> Mapping[str, object]:
+        """Return what every entity of the vector carries: its state (read-only, shared by its readings)."""
+        if self._attributes_state != self.state or not self._attributes:
+            self._attributes_state = self.state
+            self._attributes = MappingProxyType({STATE_ATTRIBUTE: self.state_option})
+        return self._attributes
+
     @property
     def state_option(self) -> str | None:
         """Return the vector's state as an option of LIGHT_OPTIONS ("busy"), None when unknown."""
@@ -171,11 +192,11 @@ class Vector:
 
     def member_value(self, member: Member) -> object:
         """Return a member's value as a channel carries it (none for write-only vectors: never reported)."""
-        if self.write_only:
+        if self.perm == PERM_WO:
             return None
         match self.kind:
             case VectorKind.NUMBER:
-                return parse_number(member.value)
+                return member.number
             case VectorKind.SWITCH:
                 return member.is_on
             case VectorKind.LIGHT:

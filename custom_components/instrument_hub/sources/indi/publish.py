@@ -20,7 +20,6 @@ from .mapping import (
     channel_definitions,
     device_state,
     device_state_definition,
-    property_attributes,
 )
 from .model import Device, Member, Vector
 from .naming import unique_names
@@ -73,10 +72,11 @@ class Publisher:
         state_changed: bool,
     ) -> None:
         """Emit readings of the changed members (of every member when the vector's state changed)."""
-        if vector.kind is VectorKind.BLOB:
+        kind = vector.kind
+        if kind is VectorKind.BLOB:
             return
-        attributes = property_attributes(vector)
-        if vector.is_select:
+        attributes = vector.state_attributes()
+        if kind is VectorKind.SWITCH and vector.is_select:
             if changed or state_changed:
                 key = vector.channel_keys[0]
                 self._emit(
@@ -86,15 +86,12 @@ class Publisher:
                 )
             return
         members = vector.members.values() if state_changed else changed
+        emit = self._emit
+        name = device.name
+        value = vector.member_value
         for member in members:
-            self._emit(
-                Reading(
-                    device.name,
-                    member.channel_key,
-                    vector.member_value(member),
-                    timestamp,
-                    attributes,
-                )
+            emit(
+                Reading(name, member.channel_key, value(member), timestamp, attributes)
             )
 
     def removed(self, device: Device, vector: Vector) -> None:

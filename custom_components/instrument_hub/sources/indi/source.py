@@ -12,26 +12,30 @@ while CONNECTION is Off: at the start (the first definitions of a disconnected d
 disconnect, when the source asks the device for its properties again and the driver re-defines what it
 still has (it deletes what needs the hardware).
 
-Ordering: the connection hands raw elements (and link changes) to an asyncio.Queue that one worker
-task consumes in order. Parsing a large element and decoding a large BLOB run in the default
-executor while the worker awaits them, so the loop never blocks and no event overtakes another (a
-slow BLOB cannot reorder the readings of its vector). Pending commands fail at once when the link
-drops (not in queue order), so a command sent after a quick reconnect is never failed by the old
-link's LinkDown.
+Ordering and the hot path: the connection parses each socket read in the callback that received it and
+hands every element to the source, which updates the model and emits its events to the sink right there:
+no queue, no task per element, and events leave in the order the server sent them. A BLOB streams to a
+spool file while it arrives (``blobs``); its reading is emitted once the file is complete, and events that
+come after it wait behind it meanwhile (a slow BLOB cannot be overtaken). While BLOB bytes pile up faster
+than the disk takes them, or too many events wait behind one, the connection stops reading until there is
+room again. Pending commands fail at once when the link drops, so a command sent after a quick reconnect is
+never failed by the old link's LinkDown.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Hashable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 import functools
 import logging
+from pathlib import Path
 from typing import Any, Final
 
+from ...blob_store import discard_spooled
 from ...events import (
-    BlobData,
     DeviceConnection,
     DeviceFound,
     DeviceLost,
@@ -51,16 +55,16 @@ from ..base import (
     Source,
     UnknownTarget,
 )
-from .blobs import BlobSkipped, decode_member
-from .client import IndiConnection, TaskFactory, loop_task_factory
+from .blobs import BlobTransfer
+from .client import IndiConnection, TaskFactory
 from .commands import PendingCommands, Until, merged_values, select_values
 from .mapping import UnitOverrides
-from .model import LIGHT_OPTIONS, STATE_ALERT, Device, Member, Vector
+from .model import LIGHT_OPTIONS, PERM_WO, STATE_ALERT, Device, Member, Vector
 from .protocol import (
     SWITCH_OFF,
     DefVector,
     DelProperty,
-    ProtocolError,
+    IndiElement,
     ServerMessage,
     SetMember,
     SetVector,
@@ -69,7 +73,6 @@ from .protocol import (
     get_properties,
     message_level,
     new_vector,
-    parse_element,
     parse_number,
 )
 from .publish import Publisher
@@ -78,11 +81,10 @@ from .standard import CONNECTION_VECTOR, DRIVER_INFO_VECTOR
 _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_MAX_BLOB_BYTES: Final = 50 * 1024 * 1024
-DEFAULT_EXECUTOR_THRESHOLD: Final = 65536
-QUEUE_HIGH_WATER_BYTES: Final = 8 * 1024 * 1024
-"""Unhandled bytes after which the connection stops reading until the worker catches up."""
-_ELEMENT_OVERHEAD: Final = 1024 * 1024
-"""Room for the XML around a BLOB's base64 when sizing the largest element kept."""
+BLOB_BACKLOG_HIGH_WATER: Final = 8 * 1024 * 1024
+"""Decoded BLOB bytes not yet written after which the connection stops reading until the disk catches up."""
+WAITING_EVENTS_HIGH_WATER: Final = 4096
+"""Events waiting behind an unfinished BLOB after which the connection stops reading."""
 
 UNKNOWN_MODEL: Final = "INDI device"
 """The model of a device whose driver does not say (no DRIVER_INFO)."""
@@ -92,11 +94,6 @@ CONNECT_MEMBER: Final = "CONNECT"
 KEEPALIVE_MESSAGE: Final = "Keep alive message"
 """IPyServer's server-wide message after 30 s of silence: a liveness signal, not news."""
 DEVICE_DELETED_REASON: Final = "deleted by the server"
-
-
-def _element_limit(max_blob_bytes: int) -> int:
-    """Return the largest element to keep: the base64 of the largest BLOB plus the XML around it."""
-    return max_blob_bytes * 4 // 3 + _ELEMENT_OVERHEAD
 
 
 @dataclass(slots=True)
@@ -110,15 +107,17 @@ class _Counters:
     blob_bytes: int = 0
     blobs_skipped: int = 0
     keepalives: int = 0
-    reader_pauses: int = 0
 
 
 @dataclass(frozen=True, slots=True)
-class _LinkChange:
-    """A link change, queued in order with the elements."""
+class _PendingBlob:
+    """A BLOB reading waiting for its file: events after it wait behind it (see the module's docstring)."""
 
-    up: bool
-    reason: str
+    device: Device
+    vector: Vector
+    member: str
+    timestamp: datetime | None
+    transfer: BlobTransfer
 
 
 # --------------------------------------------------------------------------------------------------
@@ -135,22 +134,25 @@ class IndiSource(Source):
         *,
         enable_blobs: bool = True,
         max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES,
+        spool_folder: Path | None = None,
         task_factory: TaskFactory | None = None,
         connect_timeout: float = 10.0,
         backoff_min: float = 1.0,
         backoff_max: float = 60.0,
-        executor_threshold: int = DEFAULT_EXECUTOR_THRESHOLD,
         unit_overrides: UnitOverrides | None = None,
         silence_timeout: float | None = None,
         probe_timeout: float | None = None,
     ) -> None:
-        """Prepare the source; nothing connects before async_start."""
+        """Prepare the source; nothing connects before async_start.
+
+        BLOBs are written to files in ``spool_folder`` as they arrive (see blob_store.spool_folder) and
+        emitted as BlobData with that path; without a folder they are kept in memory.
+        """
         self._host = host
         self._port = port
         self._enable_blobs = enable_blobs
         self._max_blob_bytes = max_blob_bytes
-        self._executor_threshold = executor_threshold
-        self._task_factory = task_factory or loop_task_factory
+        self._spool_folder = spool_folder
         self._connection = IndiConnection(
             host,
             port,
@@ -159,19 +161,16 @@ class IndiSource(Source):
             connect_timeout=connect_timeout,
             backoff_min=backoff_min,
             backoff_max=backoff_max,
-            max_element_bytes=_element_limit(max_blob_bytes),
             task_factory=task_factory,
-            backpressure=self._wait_for_room,
+            open_blob=self._open_blob,
+            has_room=self._has_room,
             probe=self._liveness_probe,
             silence_timeout=silence_timeout,
             probe_timeout=probe_timeout,
         )
-        self._queue: asyncio.Queue[bytes | _LinkChange] = asyncio.Queue()
-        # Bytes of elements queued but not handled yet; reading pauses above QUEUE_HIGH_WATER_BYTES.
-        self._queued_bytes = 0
-        self._room = asyncio.Event()
-        self._room.set()
-        self._worker: asyncio.Task[None] | None = None
+        # Events waiting behind an unfinished BLOB (empty almost always: then events go straight out).
+        self._waiting: deque[Event | _PendingBlob] = deque()
+        self._transfers: set[BlobTransfer] = set()
         self._sink: EventSink | None = None
         self._devices: dict[str, Device] = {}
         self._pending = PendingCommands()
@@ -184,31 +183,34 @@ class IndiSource(Source):
         """Connect (raising CannotConnect), then start reading; getProperties goes out then."""
         self._sink = sink
         await self._connection.connect()
-        if self._worker is None:
-            self._worker = self._task_factory(
-                self._process_queue(), f"INDI events {self._connection.endpoint}"
-            )
         self._connection.start()
 
     async def async_stop(self) -> None:
-        """Close the connection, stop the worker and fail pending commands; leaves no task."""
+        """Close the connection, throw away unfinished BLOBs and fail pending commands; leaves no task."""
         await self._connection.close()
-        worker, self._worker = self._worker, None
-        if worker is not None and not worker.done():
-            worker.cancel()
-            try:
-                await worker
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+        transfers = list(self._transfers)
+        self._transfers.clear()
+        for transfer in transfers:
+            transfer.abort()
+        for transfer in transfers:
+            await transfer.wait_idle()  # its spool file is removed, no job of it runs
+        # Complete files whose readings were still waiting are not handed on: remove them.
+        unsent = [
+            pending.transfer.result.spooled
+            for pending in self._waiting
+            if isinstance(pending, _PendingBlob)
+            and pending.transfer.result is not None
+            and pending.transfer.result.spooled is not None
+        ]
+        self._waiting.clear()
+        for path in unsent:
+            await asyncio.get_running_loop().run_in_executor(
+                None, discard_spooled, path
+            )
         self._pending.fail(
             lambda _key: True,
             lambda: self._not_connected("the INDI source was stopped"),
         )
-        self._queue = asyncio.Queue()
-        self._queued_bytes = 0
-        self._room.set()
 
     async def async_write(
         self, device_key: str, channel_key: str, value: object
@@ -314,83 +316,58 @@ class IndiSource(Source):
             "liveness_bound_s": self._connection.liveness_bound,
             "pending_commands": self._pending.count(),
             "late_answers": self._pending.late_answers,
-            "queued_items": self._queue.qsize(),
-            "queued_bytes": self._queued_bytes,
+            "waiting_events": len(self._waiting),
+            "blob_backlog_bytes": self._blob_backlog(),
         }
 
     # ------------------------------------------------------------------ connection callbacks
 
-    def _on_element(self, raw: bytes) -> None:
-        self._queued_bytes += len(raw)
-        if self._queued_bytes > QUEUE_HIGH_WATER_BYTES:
-            self._room.clear()
-        self._queue.put_nowait(raw)
-
-    async def _wait_for_room(self) -> None:
-        """Hold the reader while the worker is behind by more than QUEUE_HIGH_WATER_BYTES."""
-        if not self._room.is_set():
-            self._counters.reader_pauses += 1
-            await self._room.wait()
-
-    def _handled(self, raw: bytes) -> None:
-        self._queued_bytes -= len(raw)
-        if self._queued_bytes <= QUEUE_HIGH_WATER_BYTES:
-            self._room.set()
+    def _on_element(self, element: IndiElement) -> None:
+        """Handle one parsed element, in stream order, right in the read callback."""
+        kind = type(element)
+        if kind is SetVector:
+            self._on_set(element)  # type: ignore[arg-type]
+        elif kind is DefVector:
+            self._on_def(element)  # type: ignore[arg-type]
+        elif kind is DelProperty:
+            self._on_delete(element)  # type: ignore[arg-type]
+        elif kind is ServerMessage:
+            self._on_message(element)  # type: ignore[arg-type]
 
     def _on_link(self, up: bool, reason: str) -> None:
-        if not up:
+        if up:
+            self._publish.forget_states()
+        else:
             self._pending.fail(
                 lambda _key: True,
                 lambda: self._not_connected(f"lost the connection: {reason}"),
             )
-        self._queue.put_nowait(_LinkChange(up, reason))
+            self._forget_definitions()
+        self._emit(LinkUp() if up else LinkDown(reason))
 
-    # ------------------------------------------------------------------ the worker
+    def _has_room(self) -> bool:
+        """Tell the connection whether to go on reading (see the module's docstring)."""
+        if not self._transfers and not self._waiting:
+            return True
+        return (
+            self._blob_backlog() <= BLOB_BACKLOG_HIGH_WATER
+            and len(self._waiting) <= WAITING_EVENTS_HIGH_WATER
+        )
 
-    async def _process_queue(self) -> None:
-        """Handle queued elements and link changes one after the other, forever."""
-        while True:
-            item = await self._queue.get()
-            try:
-                if isinstance(item, _LinkChange):
-                    if not item.up:
-                        self._forget_definitions()
-                    else:
-                        self._publish.forget_states()
-                    self._emit(LinkUp() if item.up else LinkDown(item.reason))
-                else:
-                    try:
-                        await self._process_element(item)
-                    finally:
-                        self._handled(item)
-            except Exception:
-                _LOGGER.exception(
-                    "Error while handling INDI data from %s", self._connection.endpoint
-                )
+    def _blob_backlog(self) -> int:
+        return sum(transfer.backlog for transfer in self._transfers)
 
-    async def _process_element(self, raw: bytes) -> None:
-        try:
-            if len(raw) > self._executor_threshold:
-                loop = asyncio.get_running_loop()
-                element = await loop.run_in_executor(None, parse_element, raw)
-            else:
-                element = parse_element(raw)
-        except ProtocolError as err:
-            self._connection.report_malformed(str(err), raw)
-            return
-        match element:
-            case DefVector():
-                await self._on_def(element)
-            case SetVector():
-                await self._on_set(element)
-            case DelProperty():
-                self._on_delete(element)
-            case ServerMessage():
-                self._on_message(element)
-            case None:
-                pass
+    def _transfer_progress(self) -> None:
+        # A finished transfer is only still the source's while its reading waits to be emitted.
+        self._transfers = {
+            transfer for transfer in self._transfers if not transfer.done
+        }
+        if self._has_room():
+            self._connection.room_available()
 
-    async def _on_def(self, definition: DefVector) -> None:
+    # ------------------------------------------------------------------ elements
+
+    def _on_def(self, definition: DefVector) -> None:
         device = self._devices.setdefault(definition.device, Device(definition.device))
         previous = device.vectors.get(definition.name)
         vector = Vector.from_def(definition)
@@ -405,15 +382,16 @@ class IndiSource(Source):
         device.vectors[vector.name] = vector
         self._announce_device(device)
         self._publish.define(device, vector, previous.channel_keys if previous else ())
-        await self._report_connection(device, vector)
+        self._report_connection(device, vector)
         if vector.kind is VectorKind.BLOB and self._enable_blobs:
             # The server sends no BLOBs until asked (default Never); the setting dies with the link,
             # and the server re-sends every def after reconnecting, so this also re-enables them.
-            await self._send_quietly(enable_blob(device.name, "Also", vector.name))
+            self._send_quietly(enable_blob(device.name, "Also", vector.name))
 
-    async def _on_set(self, update: SetVector) -> None:
+    def _on_set(self, update: SetVector) -> None:
+        """Apply new values: the hot path (every reading of every device comes through here)."""
         device = self._devices.get(update.device)
-        vector = device.vectors.get(update.name) if device else None
+        vector = device.vectors.get(update.name) if device is not None else None
         if (
             device is None
             or vector is None
@@ -424,11 +402,15 @@ class IndiSource(Source):
             return
         if update.timeout is not None:
             vector.timeout = update.timeout
-        state_changed = update.state is not None and update.state != vector.state
-        if update.state is not None:
-            vector.state = update.state
-        if vector.kind is VectorKind.BLOB:
-            await self._emit_blobs(device, vector, update)
+        state = update.state
+        state_changed = state is not None and state != vector.state
+        if state_changed:
+            vector.state = state
+        kind = vector.kind
+        if kind is VectorKind.NUMBER and not state_changed and vector.perm != PERM_WO:
+            self._set_numbers(device, vector, update)
+        elif kind is VectorKind.BLOB:
+            self._emit_blobs(device, vector, update)
         else:
             changed = self._apply_values(vector, update)
             self._publish.values(
@@ -436,13 +418,17 @@ class IndiSource(Source):
             )
         if state_changed:
             self._publish.device_state(device)
-        self._vector_message(
-            device, vector, update.message, update.state, update.timestamp
-        )
-        await self._report_connection(device, vector)
-        if vector.name == DRIVER_INFO_VECTOR:
+        if update.message != vector.last_message:
+            self._vector_message(
+                device, vector, update.message, state, update.timestamp
+            )
+        name = vector.name
+        if name == CONNECTION_VECTOR:
+            self._report_connection(device, vector)
+        elif name == DRIVER_INFO_VECTOR:
             self._announce_device(device)
-        self._pending.resolve(device.name, vector, update)
+        if state is not None and self._pending.waiting:
+            self._pending.resolve(device.name, vector, update)
 
     def _on_delete(self, deletion: DelProperty) -> None:
         device = self._devices.get(deletion.device)
@@ -518,12 +504,40 @@ class IndiSource(Source):
     # ------------------------------------------------------------------ event helpers
 
     def _emit(self, event: Event) -> None:
+        if self._waiting:
+            self._waiting.append(event)  # behind an unfinished BLOB
+            return
+        sink = self._sink
+        if sink is None:
+            return
+        try:
+            sink(event)
+        except Exception:
+            _LOGGER.exception("Event sink failed on %s", excerpt(event))
+
+    def _send(self, event: Event) -> None:
         if self._sink is None:
             return
         try:
             self._sink(event)
         except Exception:
             _LOGGER.exception("Event sink failed on %s", excerpt(event))
+
+    def _flush_waiting(self) -> None:
+        """Emit what waited, up to the next BLOB whose file is not complete yet."""
+        waiting = self._waiting
+        while waiting:
+            head = waiting[0]
+            if isinstance(head, _PendingBlob):
+                if not head.transfer.done:
+                    break
+                waiting.popleft()
+                self._transfers.discard(head.transfer)
+                self._blob_finished(head)
+            else:
+                waiting.popleft()
+                self._send(head)
+        self._transfer_progress()
 
     def _announce_device(self, device: Device) -> None:
         """Emit DeviceFound for a new (or lost) device, again when its driver details change."""
@@ -543,15 +557,43 @@ class IndiSource(Source):
             )
         )
 
-    def _apply_values(self, vector: Vector, update: SetVector) -> list[Member]:
-        """Store the members a set carries; return those that changed."""
-        changed: list[Member] = []
+    def _set_numbers(self, device: Device, vector: Vector, update: SetVector) -> None:
+        """Store and emit new numbers in one pass (the most common set; Publisher.values does the rest)."""
+        members = vector.members
+        attributes = vector.state_attributes()
+        timestamp = update.timestamp
+        name = device.name
+        emit = self._emit
         for given in update.members:
-            member = vector.members.get(given.name)
+            member = members.get(given.name)
             if member is None:
                 self._counters.unknown_members += 1
                 continue
-            if not self._usable_value(vector, given):
+            number = parse_number(given.value)
+            if number is None:
+                self._counters.unparsable_values += 1
+                continue
+            member.value = given.value
+            member.number = number
+            emit(Reading(name, member.channel_key, number, timestamp, attributes))
+
+    def _apply_values(self, vector: Vector, update: SetVector) -> list[Member]:
+        """Store the members a set carries (numbers parsed here, once); return those that changed."""
+        changed: list[Member] = []
+        members = vector.members
+        number = vector.kind is VectorKind.NUMBER
+        for given in update.members:
+            member = members.get(given.name)
+            if member is None:
+                self._counters.unknown_members += 1
+                continue
+            if number:
+                parsed = parse_number(given.value)
+                if parsed is None:
+                    self._counters.unparsable_values += 1
+                    continue
+                member.number = parsed
+            elif not self._usable_value(vector, given):
                 self._counters.unparsable_values += 1
                 continue
             member.value = given.value
@@ -567,52 +609,72 @@ class IndiSource(Source):
 
     @staticmethod
     def _usable_value(vector: Vector, given: SetMember) -> bool:
-        """Return False for a number that does not parse or a light state INDI does not define."""
-        if vector.kind is VectorKind.NUMBER:
-            return parse_number(given.value) is not None
+        """Return False for a light state INDI does not define (numbers are checked as they are parsed)."""
         if vector.kind is VectorKind.LIGHT:
             return given.value.lower() in LIGHT_OPTIONS
         return True
 
-    async def _emit_blobs(
-        self, device: Device, vector: Vector, update: SetVector
-    ) -> None:
-        """Decode every BLOB member with content and emit it (an empty set only acknowledges)."""
-        for given in update.members:
-            if not given.value:
-                continue
-            if given.name not in vector.members:
-                self._counters.unknown_members += 1
-                continue
-            blob = await self._decode_blob(device, vector, given)
-            if blob is None:
-                continue
-            self._counters.blobs_received += 1
-            self._counters.blob_bytes += blob.size
-            self._emit(
-                Reading(
-                    device.name,
-                    vector.members[given.name].channel_key,
-                    blob,
-                    update.timestamp,
-                )
-            )
-
-    async def _decode_blob(
-        self, device: Device, vector: Vector, given: SetMember
-    ) -> BlobData | None:
-        """Decode (and decompress) one BLOB, in the executor when large (see blobs); None when skipped."""
-        try:
-            return await decode_member(
-                given, self._max_blob_bytes, self._executor_threshold
-            )
-        except BlobSkipped as err:
-            self._skip_blob(device, vector, given, str(err))
+    def _open_blob(
+        self, device: str, vector: str, member: str, fmt: str, _size: int | None
+    ) -> BlobTransfer | None:
+        """Return where a BLOB member's base64 goes while it arrives (None: it is not wanted)."""
+        found = self._devices.get(device)
+        blob_vector = found.vectors.get(vector) if found else None
+        if (
+            blob_vector is None
+            or not blob_vector.enabled
+            or blob_vector.kind is not VectorKind.BLOB
+        ):
+            return None  # counted as an unknown vector when the set ends
+        if member not in blob_vector.members:
+            self._counters.unknown_members += 1
             return None
+        transfer = BlobTransfer(
+            fmt, self._max_blob_bytes, self._spool_folder, self._transfer_progress
+        )
+        self._transfers.add(transfer)
+        return transfer
 
-    def _skip_blob(
-        self, device: Device, vector: Vector, given: SetMember, why: str
-    ) -> None:
+    def _emit_blobs(self, device: Device, vector: Vector, update: SetVector) -> None:
+        """Complete every BLOB member with content; its reading is emitted once its file is complete."""
+        for given in update.members:
+            transfer = given.blob
+            if not isinstance(transfer, BlobTransfer):
+                continue  # unknown member, or unwanted
+            if transfer.empty:
+                # An empty member only acknowledges.
+                self._transfers.discard(transfer)
+                transfer.abort()
+                continue
+            self._waiting.append(
+                _PendingBlob(device, vector, given.name, update.timestamp, transfer)
+            )
+            transfer.finish(self._blob_done)
+
+    def _blob_done(self, _transfer: BlobTransfer) -> None:
+        self._flush_waiting()
+
+    def _blob_finished(self, pending: _PendingBlob) -> None:
+        """Emit a completed BLOB's reading, or log why it was skipped."""
+        transfer = pending.transfer
+        blob = transfer.result
+        if blob is None:
+            self._skip_blob(
+                pending.device, pending.vector, pending.member, transfer.error or "?"
+            )
+            return
+        self._counters.blobs_received += 1
+        self._counters.blob_bytes += blob.size
+        self._send(
+            Reading(
+                pending.device.name,
+                pending.vector.members[pending.member].channel_key,
+                blob,
+                pending.timestamp,
+            )
+        )
+
+    def _skip_blob(self, device: Device, vector: Vector, member: str, why: str) -> None:
         """Count a skipped BLOB; WARNING the first time for a vector, DEBUG afterwards."""
         self._counters.blobs_skipped += 1
         level = logging.DEBUG if vector.blob_warned else logging.WARNING
@@ -622,7 +684,7 @@ class IndiSource(Source):
             "Skipped a BLOB of %s.%s.%s (%s; limit %s bytes)",
             device.name,
             vector.name,
-            given.name,
+            member,
             why,
             self._max_blob_bytes,
         )
@@ -659,7 +721,7 @@ class IndiSource(Source):
             )
         )
 
-    async def _report_connection(self, device: Device, vector: Vector) -> None:
+    def _report_connection(self, device: Device, vector: Vector) -> None:
         """Follow indilib's CONNECTION switch (CONNECT On = connected): DeviceConnection, and settings.
 
         When a device goes from connected to disconnected its driver deletes what needs the hardware
@@ -675,7 +737,7 @@ class IndiSource(Source):
         was_connected, device.connected = device.connected, connect.is_on
         self._emit(DeviceConnection(device.name, connect.is_on))
         if was_connected and not connect.is_on:
-            await self._send_quietly(get_properties(device.name))
+            self._send_quietly(get_properties(device.name))
 
     def _liveness_probe(self) -> bytes | None:
         """Return a getProperties for one known property of each present device (None: none known).
@@ -693,11 +755,9 @@ class IndiSource(Source):
                 probes.append(get_properties(device.name, names[0]))
         return b"".join(probes[:PROBED_DEVICES]) if probes else None
 
-    async def _send_quietly(self, data: bytes) -> None:
+    def _send_quietly(self, data: bytes) -> None:
         """Send a request whose loss does not matter (it is repeated after a reconnect)."""
-        try:
-            await self._connection.send(data)
-        except NotConnected:
+        if not self._connection.send_nowait(data):
             _LOGGER.debug("Not sent while disconnected: %s", excerpt(data))
 
     # ------------------------------------------------------------------ commands
