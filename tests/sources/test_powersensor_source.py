@@ -785,7 +785,7 @@ def test_a_datagram_of_many_lines_parses_at_most_max_lines() -> None:
     assert len(lines) == MAX_LINES + 1
     last = lines[-1]
     assert isinstance(last, BadLine)
-    assert f"({MAX_DATAGRAM // len(line) - MAX_LINES} skipped)" in last.reason
+    assert "the rest skipped" in last.reason
     blank = parse_datagram(b"\n" * MAX_DATAGRAM)
     assert blank == []
 

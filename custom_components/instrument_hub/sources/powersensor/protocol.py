@@ -110,15 +110,12 @@ def parse_datagram(data: bytes) -> list[Line]:
             BadLine(f"oversized datagram ({len(data)} bytes)", data[:EXCERPT_BYTES])
         ]
     lines: list[Line] = []
-    raws = data.splitlines()
-    for index, raw in enumerate(raws):
-        if not raw.strip():
-            continue
+    # filter() skips blank lines without a Python step each (a datagram of 64 KiB of newlines).
+    for raw in filter(bytes.strip, data.splitlines()):
         if len(lines) == MAX_LINES:
-            rest = sum(1 for other in raws[index:] if other.strip())
             lines.append(
                 BadLine(
-                    f"more than {MAX_LINES} lines in one datagram ({rest} skipped)",
+                    f"more than {MAX_LINES} lines in one datagram (the rest skipped)",
                     raw[:EXCERPT_BYTES],
                 )
             )
