@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+import functools
+import gc
 import json
 from pathlib import Path
 import statistics
+import sys
 from typing import Any, Final, Self
 
 from homeassistant.config_entries import ConfigEntryState
@@ -35,6 +38,7 @@ from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from .harness import (
+    REPO_ROOT,
     HelperProcess,
     StateWrites,
     bench_hass,
@@ -44,6 +48,7 @@ from .harness import (
     wait_for_states,
     wall_ns,
 )
+from .probes import CallbackTimer, CountingSink
 from .rows import BenchError, Measurement, Settings, row
 
 CAPTURE: Final = (
@@ -327,3 +332,199 @@ async def scrutiny_end_to_end(settings: Settings) -> Measurement:
         notes.append(f"{sent - total} ({(sent - total) / sent:.1%}) coalesced")
     notes.append(f"{statistics.median(rates) / 1000:.0f}k ev/s wall")
     return Measurement(samples, notes)
+
+
+@row(
+    "scrutiny-source",
+    "scrutiny: socket -> source events (no-op sink, 3 watched variables)",
+    source="scrutiny",
+)
+async def scrutiny_source_only(settings: Settings) -> Measurement:
+    """CPU per pushed update, from the round's request to the source emitting its last value."""
+    from custom_components.instrument_hub.sources.scrutiny import (  # noqa: PLC0415
+        ScrutinySource,
+    )
+
+    from .scrutiny_pusher import WATCHED, round_marker  # noqa: PLC0415
+
+    rounds = WARMUP_ROUNDS + settings.repeats
+    events = settings.events
+    pusher = await HelperProcess.start(
+        PUSHER_MODULE, "--events", str(events), "--rounds", str(rounds)
+    )
+    samples: list[float] = []
+    emitted: list[int] = []
+    sink = CountingSink()
+    try:
+        words = (await pusher.read_line(STARTUP_TIMEOUT)).split()
+        if len(words) != 2 or words[0] != "port":
+            raise BenchError(f"unexpected first line from the pusher: {words!r}")
+        source = ScrutinySource(
+            "127.0.0.1", int(words[1]), watched=WATCHED, update_rate=100.0
+        )
+        await source.async_start(sink)
+        try:
+            for round_index in range(rounds):
+                gc.collect()
+                sink.arm(functools.partial(_is_value, marker=round_marker(round_index)))
+                begin = cpu_ns()
+                await pusher.send(f"go {round_index}")
+                end = await sink.wait(30.0 + events / 1000)
+                answer = (await pusher.read_line(STARTUP_TIMEOUT)).split()
+                if answer[:2] != ["sent", str(round_index)]:
+                    raise BenchError(f"the pusher answered {' '.join(answer)!r}")
+                if round_index >= WARMUP_ROUNDS:
+                    samples.append((end - begin) / events / 1000)
+                    emitted.append(sink.readings)
+        finally:
+            await source.async_stop()
+    except TimeoutError as err:
+        raise BenchError("the round's last value was never emitted") from err
+    finally:
+        await pusher.stop()
+    return Measurement(
+        samples,
+        [
+            f"readings {sum(emitted)}/{events * settings.repeats}",
+            "integration's own share of scrutiny-e2e",
+        ],
+    )
+
+
+def _is_value(event: Any, marker: float) -> bool:
+    return bool(event.value == marker)
+
+
+SDK_SCRIPT: Final = Path(__file__).parent / "scrutiny_sdk_decode.py"
+PEERS_PYTHON: Final = REPO_ROOT / ".venv-peers" / "bin" / "python"
+
+
+def _peers_site_packages() -> Path:
+    found = sorted((REPO_ROOT / ".venv-peers" / "lib").glob("python3*/site-packages"))
+    if not found:
+        raise BenchError("no .venv-peers (run scripts/setup)")
+    return found[0]
+
+
+async def _sdk_script(python: Path, settings: Settings, *extra: str) -> dict[str, Any]:
+    """Run the SDK decode script on an interpreter; return its JSON line."""
+    process = await asyncio.create_subprocess_exec(
+        str(python),
+        str(SDK_SCRIPT),
+        "--events",
+        str(max(settings.events, 2000)),
+        "--repeats",
+        str(settings.repeats),
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(300):
+            out, err = await process.communicate()
+    except TimeoutError as error:
+        process.kill()
+        await process.wait()
+        raise BenchError("the SDK decode script did not finish in 300 s") from error
+    if process.returncode != 0:
+        raise BenchError(f"the SDK decode script failed: {err.decode()[-300:]}")
+    result: dict[str, Any] = json.loads(out.decode().splitlines()[-1])
+    return result
+
+
+@row(
+    "scrutiny-sdk-311",
+    "scrutinydebugger 0.16 SDK: frame decode (StreamParser + json.loads), Python 3.11",
+    source="scrutiny",
+)
+async def scrutiny_sdk_decode_311(settings: Settings) -> Measurement:
+    """CPU per frame of the SDK's own decoding, on .venv-peers' Python (the SDK needs < 3.14)."""
+    if not PEERS_PYTHON.exists():
+        raise BenchError("no .venv-peers (run scripts/setup)")
+    result = await _sdk_script(PEERS_PYTHON, settings)
+    return Measurement(
+        result["sdk"],
+        [
+            f"Python {result['python']} (.venv-peers), 4 KiB reads (the SDK's), "
+            f"{result['frames']} frames",
+            f"ours: {result.get('ours_error', 'measured')}",
+        ],
+    )
+
+
+@row(
+    "scrutiny-sdk-314",
+    "scrutinydebugger 0.16 SDK: frame decode, Python 3.14 (ours beside it in the notes)",
+    source="scrutiny",
+)
+async def scrutiny_sdk_decode_314(settings: Settings) -> Measurement:
+    """CPU per frame of the SDK's decoding on our interpreter, ours on the same stream beside it."""
+    result = await _sdk_script(
+        Path(sys.executable), settings, "--sdk-path", str(_peers_site_packages())
+    )
+    ours = statistics.median(result["ours"])
+    sdk = statistics.median(result["sdk"])
+    return Measurement(
+        result["sdk"],
+        [
+            f"Python {result['python']}, 4 KiB reads, {result['frames']} frames",
+            f"ours on the same stream {ours:.2f} µs ({sdk / ours:.1f}x faster)",
+        ],
+    )
+
+
+@row(
+    "scrutiny-lag",
+    "scrutiny: longest callback of ours under floods (µs; bound 20 ms)",
+    source="scrutiny",
+)
+async def scrutiny_loop_lag(settings: Settings) -> Measurement:
+    """Measure the longest event-loop callback of ours while the server floods the source."""
+    from custom_components.instrument_hub.sources.scrutiny import (  # noqa: PLC0415
+        ScrutinySource,
+    )
+
+    from .scrutiny_pusher import FLOODS, WATCHED  # noqa: PLC0415
+
+    counts = {"burst": 20000, "garbage": 500, "oversized": 200, "bomb": 2}
+    pusher = await HelperProcess.start(PUSHER_MODULE, "--events", "10", "--rounds", "1")
+    samples: list[float] = []
+    worst: dict[str, float] = {}
+    longest_gc = 0.0
+    sink = CountingSink()
+    try:
+        words = (await pusher.read_line(STARTUP_TIMEOUT)).split()
+        if len(words) != 2 or words[0] != "port":
+            raise BenchError(f"unexpected first line from the pusher: {words!r}")
+        source = ScrutinySource(
+            "127.0.0.1", int(words[1]), watched=WATCHED, update_rate=100.0
+        )
+        await source.async_start(sink)
+        try:
+            for repeat in range(settings.repeats):
+                longest = 0.0
+                for index, kind in enumerate(FLOODS):
+                    marker = 3_000_000.0 + repeat * 100 + index
+                    sink.arm(functools.partial(_is_value, marker=marker))
+                    with CallbackTimer() as timer:
+                        await pusher.send(f"flood {kind} {counts[kind]} {marker}")
+                        await sink.wait(120.0)
+                        await pusher.read_line(120.0)
+                    us = timer.ours.longest_s * 1e6
+                    worst[kind] = max(worst.get(kind, 0.0), us)
+                    longest = max(longest, us)
+                    longest_gc = max(longest_gc, timer.longest_gc_s)
+                samples.append(longest)
+        finally:
+            await source.async_stop()
+    except TimeoutError as err:
+        raise BenchError("the marker after a flood was never emitted") from err
+    finally:
+        await pusher.stop()
+    return Measurement(
+        samples,
+        [
+            ", ".join(f"{kind} {us / 1000:.2f} ms" for kind, us in worst.items()),
+            f"longest garbage collection {longest_gc * 1000:.1f} ms (not counted)",
+        ],
+    )
