@@ -266,13 +266,26 @@ def _is_value(event: Any, marker: float) -> bool:
     return bool(event.value == marker)
 
 
+class _BothMarked:
+    """True once both streams' last events of a round (the same marker value) were emitted."""
+
+    def __init__(self, marker: float) -> None:
+        self.marker = marker
+        self.seen: set[str] = set()
+
+    def __call__(self, event: Any) -> bool:
+        if event.value == self.marker:
+            self.seen.add(event.channel_key)
+        return len(self.seen) >= 2
+
+
 @row(
     "hololinked-source",
     "hololinked: push -> source events (no-op sink, as fast as sent)",
     source="hololinked",
 )
 async def hololinked_source_only(settings: Settings) -> Measurement:
-    """CPU per pushed event from the round's request to the source emitting its last data point."""
+    """CPU per pushed event from the round's request to the source emitting both streams' last."""
     rounds = WARMUP_ROUNDS + settings.repeats
     count = settings.events
     samples: list[float] = []
@@ -283,8 +296,7 @@ async def hololinked_source_only(settings: Settings) -> Measurement:
         async with _running_source(port, sink):
             for index in range(rounds):
                 gc.collect()
-                marker = -float(index + 1)
-                sink.arm(functools.partial(_is_value, marker=marker))
+                sink.arm(_BothMarked(-float(index + 1)))
                 begin = cpu_ns()
                 await pusher.send(f"go {index} {count} {BURST_RATE}")
                 end = await sink.wait(30 + count / 1000)
@@ -341,17 +353,20 @@ async def _sse_round(chunks: list[bytes], read: Any) -> tuple[float, int]:
 
 
 async def _ours(reader: aiohttp.StreamReader, _expected: int) -> int:
-    from custom_components.instrument_hub.sources.hololinked.client import (  # noqa: PLC0415
-        FEED_BYTES,
+    from custom_components.instrument_hub.sources.hololinked import (  # noqa: PLC0415
+        client,
     )
     from custom_components.instrument_hub.sources.hololinked.protocol import (  # noqa: PLC0415
         SseParser,
         decode_payload,
     )
 
+    # The reads the source makes: bounded ones where it has them (older code read all at once).
+    feed_bytes: int | None = getattr(client, "FEED_BYTES", None)
+    reads = reader.iter_chunked(feed_bytes) if feed_bytes else reader.iter_any()
     parser = SseParser()
     events = 0
-    async for chunk in reader.iter_chunked(FEED_BYTES):
+    async for chunk in reads:
         for event in parser.feed(chunk):
             decode_payload(event.data)
             events += 1

@@ -5,7 +5,8 @@ printed as ``port N``) the meter's TD (benchmarks/hololinked_stream.py), ``/live
 reads and the SSE streams, framed as hololinked writes them. Commands on stdin, answers on stdout:
 
     go ROUND COUNT RATE   push COUNT data points and COUNT statistics, RATE per second per stream,
-                          paced on the clock; the round's last data point has energy -(ROUND + 1);
+                          paced on the clock; the round's last data point has energy -(ROUND + 1),
+                          its last statistics the same average;
                           answers "sent ROUND COUNT" once all are written
     flood KIND COUNT MARK write COUNT frames of one loop-lag input (``FLOODS``) into the data point
                           stream back to back, then a data point with energy MARK; answers
@@ -120,7 +121,12 @@ class Pusher:
             if number == count - 1:
                 point["energy"] = -float(index + 1)
             self.push(DATA_POINT, point)
-            self.push(STATISTICS, self.meter.statistics())
+            statistics = self.meter.statistics()
+            if number == count - 1:
+                statistics["avg"] = -float(
+                    index + 1
+                )  # the round's last statistics, marked too
+            self.push(STATISTICS, statistics)
         # Let the last frames leave before answering.
         await asyncio.sleep(0)
 

@@ -22,14 +22,13 @@ and reports the CPU per idle second. The SDK's client wakes up about 195 times a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 import functools
 import gc
 import json
 from pathlib import Path
 import statistics
 import sys
-from typing import Any, Final, Self
+from typing import Any, Final
 
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_HOST, CONF_PORT, EVENT_STATE_CHANGED
@@ -48,7 +47,7 @@ from .harness import (
     wait_for_states,
     wall_ns,
 )
-from .probes import CallbackTimer, CountingSink
+from .probes import CallbackTimer, CountingSink, idle_window
 from .rows import BenchError, Measurement, Settings, row
 
 CAPTURE: Final = (
@@ -61,7 +60,6 @@ CAPTURE: Final = (
 CHUNK_BYTES: Final = 64 * 1024
 IDLE_SECONDS: Final = 3.0
 QUICK_IDLE_SECONDS: Final = 1.0
-OWN_CODE: Final = "custom_components.instrument_hub"
 
 
 def _captured() -> list[dict[str, Any]]:
@@ -120,59 +118,6 @@ async def scrutiny_decode(settings: Settings) -> Measurement:
     )
 
 
-class _Wakeups:
-    """Count the loop's wake-ups and the timers run by the integration's own code."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.selects = 0
-        self.own_timers = 0
-        self._select: Callable[..., Any] = lambda *_args: None
-        self._run: Any = asyncio.TimerHandle._run  # noqa: SLF001
-
-    def __enter__(self) -> Self:
-        selector = self.loop._selector  # type: ignore[attr-defined]  # noqa: SLF001
-        original_select = selector.select
-        counter = self
-
-        def select(timeout: float | None = None) -> Any:
-            counter.selects += 1
-            return original_select(timeout)
-
-        self._select = original_select
-        selector.select = select
-        original_run = asyncio.TimerHandle._run  # noqa: SLF001
-
-        def run(handle: Any) -> None:
-            callback = getattr(handle, "_callback", None)
-            module = getattr(callback, "__module__", "") or ""
-            if module.startswith(OWN_CODE):
-                counter.own_timers += 1
-            original_run(handle)
-
-        self._run = original_run
-        asyncio.TimerHandle._run = run  # type: ignore[method-assign,assignment]  # noqa: SLF001
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.loop._selector.select = self._select  # type: ignore[attr-defined]  # noqa: SLF001
-        asyncio.TimerHandle._run = self._run  # type: ignore[method-assign]  # noqa: SLF001
-
-
-async def _idle_window(seconds: float) -> tuple[float, float, float]:
-    """Return (wake-ups/s, own timers/s, CPU µs/s) of the running loop over a quiet window."""
-    loop = asyncio.get_running_loop()
-    with _Wakeups(loop) as counts:
-        begin = cpu_ns()
-        await asyncio.sleep(seconds)
-        end = cpu_ns()
-    return (
-        counts.selects / seconds,
-        counts.own_timers / seconds,
-        (end - begin) / 1000 / seconds,
-    )
-
-
 @row(
     "scrutiny-idle",
     "scrutiny: connected entry, idle (CPU µs per second)",
@@ -186,7 +131,7 @@ async def scrutiny_idle(settings: Settings) -> Measurement:
     samples: list[float] = []
     notes: list[str] = []
     async with bench_hass() as hass:
-        baseline = await _idle_window(seconds)
+        baseline = await idle_window(seconds)
         server = FakeScrutinyServer()
         await server.start()
         try:
@@ -213,12 +158,13 @@ async def scrutiny_idle(settings: Settings) -> Measurement:
             await settle(hass)
             await entry.runtime_data.async_flush()
             for _ in range(settings.repeats):
-                wakeups, own, cpu = await _idle_window(seconds)
-                samples.append(cpu)
+                figures = await idle_window(seconds)
+                samples.append(figures.cpu_us)
                 notes = [
-                    f"loop wake-ups {wakeups:.1f}/s (without the entry {baseline[0]:.1f}/s)",
-                    f"integration timers {own:.2f}/s",
-                    f"CPU without the entry {baseline[2]:.0f} µs/s",
+                    f"loop wake-ups {figures.wakeups:.1f}/s "
+                    f"(without the entry {baseline.wakeups:.1f}/s)",
+                    f"integration timers {figures.own_timers:.2f}/s",
+                    f"CPU without the entry {baseline.cpu_us:.0f} µs/s",
                 ]
             await hass.config_entries.async_unload(entry.entry_id)
         finally:
