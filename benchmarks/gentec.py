@@ -9,6 +9,10 @@ process's CPU from the write to that state, divided by N; the emulator's one wri
 in it (small). The notes give the readings per second sustained (wall) and the state writes done
 for the N readings.
 
+Loop lag: the source alone (no Home Assistant, events to a counting sink) on the emulator's pty,
+flooded with each of ``FLOODS``; the figure is the longest event-loop callback of the integration's
+code. Idle: the same source streaming with the laser off: wake-ups and CPU per second.
+
 Parser: a seeded stream like a real session (stream values, some over-range, the replies of
 identification and probes) through ``LineFramer.feed`` in 64-byte chunks (a USB full-speed packet)
 and ``parse_line``; no Home Assistant runs.
@@ -16,11 +20,15 @@ and ``parse_line``; no Home Assistant runs.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+import contextlib
+import functools
 from pathlib import Path
 import random
 import statistics
 import tempfile
-from typing import Final
+from typing import Any, Final
 
 from homeassistant.config_entries import ConfigEntryState
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -34,6 +42,7 @@ from .harness import (
     wait_for_states,
     wall_ns,
 )
+from .probes import CallbackTimer, CountingSink, idle_window
 from .rows import BenchError, Measurement, Settings, row
 
 COUNT_ENTITY: Final = "sensor.gentec_eo_maestro_pulse_count"
@@ -188,3 +197,110 @@ async def gentec_parser(settings: Settings) -> Measurement:
             f"{len(data) / len(replies) / per_line_s / 1e6:.1f} MB/s",
         ],
     )
+
+
+def _is_reading(event: Any, marker: float) -> bool:
+    return bool(event.channel_key == "reading" and event.value == marker)
+
+
+FLOODS: Final = ("burst", "garbage", "long_line", "blank")
+"""The loop-lag row's inputs: 20,000 stream values at once (100 s of a 200 Hz laser), random bytes
+with line ends, 1 MB without a line end, 1 MB of line ends."""
+
+
+def _flood(kind: str) -> bytes:
+    rng = random.Random(13)
+    if kind == "burst":
+        return b"".join(line + b"\r\n" for line in _stream_lines(20000, 3))
+    if kind == "garbage":
+        return b"".join(
+            rng.randbytes(rng.randrange(1, 200)) + b"\r\n" for _ in range(5000)
+        )
+    if kind == "long_line":
+        return b"7" * 1_000_000 + b"\r\n"
+    if kind == "blank":
+        return b"\r\n" * 500_000
+    raise ValueError(kind)
+
+
+@contextlib.asynccontextmanager
+async def _source_on_emulator(sink: CountingSink) -> AsyncIterator[Any]:
+    """Yield a streaming source alone on the emulator's pty (no Home Assistant)."""
+    from custom_components.instrument_hub.sources.gentec.source import (  # noqa: PLC0415
+        GentecSource,
+    )
+    from simulators.gentec_maestro import MaestroEmulator  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="gentec-bench-") as folder:
+        emulator = MaestroEmulator(pulses=False, link=Path(folder) / "maestro")
+        await emulator.start()
+        try:
+            assert emulator.pty is not None
+            emulator.pty.max_backlog = 1 << 30
+            source = GentecSource(emulator.device)
+            await source.async_start(sink)
+            try:
+                yield emulator
+            finally:
+                await source.async_stop()
+        finally:
+            await emulator.stop()
+
+
+@row(
+    "gentec-lag",
+    "gentec: longest callback of ours under floods (µs; bound 20 ms)",
+    source="gentec",
+)
+async def gentec_loop_lag(settings: Settings) -> Measurement:
+    """Measure the longest event-loop callback of ours while the line floods the source."""
+    sink = CountingSink()
+    samples: list[float] = []
+    worst: dict[str, float] = {}
+    try:
+        async with _source_on_emulator(sink) as emulator:
+            await asyncio.sleep(0.2)
+            for repeat in range(settings.repeats):
+                longest = 0.0
+                for index, kind in enumerate(FLOODS):
+                    marker = 500.0 + repeat * 10 + index
+                    sink.arm(functools.partial(_is_reading, marker=marker))
+                    with CallbackTimer() as timer:
+                        emulator.inject(_flood(kind) + f"{marker:.6e}\r\n".encode())
+                        await sink.wait(60.0)
+                    us = timer.ours.longest_s * 1e6
+                    worst[kind] = max(worst.get(kind, 0.0), us)
+                    longest = max(longest, us)
+                samples.append(longest)
+    except TimeoutError as err:
+        raise BenchError("the value after a flood was never shown") from err
+    return Measurement(
+        samples,
+        [", ".join(f"{kind} {us / 1000:.2f} ms" for kind, us in worst.items())],
+    )
+
+
+@row(
+    "gentec-idle",
+    "gentec: source idle, streaming, laser off (CPU µs per second)",
+    source="gentec",
+)
+async def gentec_idle(settings: Settings) -> Measurement:
+    """Wake-ups, our timers and CPU per second of a streaming source whose laser is off."""
+    seconds = 1.0 if settings.quick else 5.0
+    sink = CountingSink()
+    samples: list[float] = []
+    notes: list[str] = []
+    baseline = await idle_window(seconds)
+    async with _source_on_emulator(sink):
+        await asyncio.sleep(1.0)
+        for _ in range(settings.repeats):
+            figures = await idle_window(seconds)
+            samples.append(figures.cpu_us)
+            notes = [
+                f"loop wake-ups {figures.wakeups:.2f}/s (without the source "
+                f"{baseline.wakeups:.2f}/s; the emulator runs in this loop too), "
+                f"integration timers {figures.own_timers:.2f}/s",
+                "a *VER probe per 0.5 s of silence (a serial meter that is gone sends nothing)",
+            ]
+    return Measurement(samples, notes)

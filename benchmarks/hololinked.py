@@ -12,15 +12,40 @@ of its last data point, divided by the 2N events; it includes what Home Assistan
 between pushes (at this rate the pipeline is mostly waiting). The latency is, per data point, the
 state write of its event entity minus the time the pusher wrote it (``time.time()`` in the payload,
 one clock: same machine).
+
+Source: the same pusher, as fast as it sends, into the source alone (an aiohttp session, no Home
+Assistant; its events go to a sink that only counts them): HTTP, SSE framing, JSON, the mapping to
+readings. The integration's own share of the end-to-end figure, per pushed event.
+
+SSE readers, ours and the peer's: the parser row's stream arriving chunk by chunk (one per loop
+iteration) in an aiohttp ``StreamReader``, as a response body does, read by (a) ours:
+``iter_chunked`` (the source's bounded reads) -> ``SseParser.feed`` -> ``decode_payload`` and
+(b) aiohttp-sse-client 0.2.1's
+``EventSource`` (its line iteration over the same reader and its field parsing), each event's data
+then ``json.loads``-ed. Per event.
+
+Loop lag: the source alone against the pusher writing each of ``FLOODS`` into the data point
+stream (real data points back to back, random bytes, a 2 MiB line, an event of 20,000 lines, near
+empty events); the figure is the longest event-loop callback of the integration's code.
+
+Idle: the source connected to a Thing that pushes nothing: wake-ups and CPU per second.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+import contextlib
+import functools
+import gc
+import json
 import statistics
 import time
-from typing import Final
+from typing import Any, Final
 from unittest.mock import patch
 
+import aiohttp
+from aiohttp.base_protocol import BaseProtocol
 from aiohttp.resolver import ThreadedResolver
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import Event, EventStateChangedData, callback
@@ -38,10 +63,12 @@ from .harness import (
 from .hololinked_stream import (
     DATA_POINT_ENTITY,
     ENERGY_ENTITY,
+    FLOODS,
     PULSES_ENTITY,
     THING_ID,
     parser_stream,
 )
+from .probes import CallbackTimer, CountingSink, idle_window
 from .rows import BenchError, Measurement, Settings, row
 
 INTEGRATION_DOMAIN: Final = "instrument_hub"
@@ -210,3 +237,283 @@ async def _pipeline(settings: Settings, rate: float, count: int) -> Measurement:
             f"{sum(written)} state writes",
         ],
     )
+
+
+@contextlib.asynccontextmanager
+async def _running_source(port: int, sink: CountingSink) -> AsyncIterator[Any]:
+    """Yield the source alone, started against the pusher on its own aiohttp session."""
+    from custom_components.instrument_hub.sources.hololinked import (  # noqa: PLC0415
+        HololinkedSource,
+    )
+    from custom_components.instrument_hub.sources.hololinked.td import (  # noqa: PLC0415
+        parse_thing_url,
+    )
+
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(resolver=ThreadedResolver())
+    ) as session:
+        source = HololinkedSource(
+            session, parse_thing_url(f"http://127.0.0.1:{port}/{THING_ID}")
+        )
+        await source.async_start(sink)
+        try:
+            yield source
+        finally:
+            await source.async_stop()
+
+
+def _is_value(event: Any, marker: float) -> bool:
+    return bool(event.value == marker)
+
+
+class _BothMarked:
+    """True once both streams' last events of a round (the same marker value) were emitted."""
+
+    def __init__(self, marker: float) -> None:
+        self.marker = marker
+        self.seen: set[str] = set()
+
+    def __call__(self, event: Any) -> bool:
+        if event.value == self.marker:
+            self.seen.add(event.channel_key)
+        return len(self.seen) >= 2
+
+
+@row(
+    "hololinked-source",
+    "hololinked: push -> source events (no-op sink, as fast as sent)",
+    source="hololinked",
+)
+async def hololinked_source_only(settings: Settings) -> Measurement:
+    """CPU per pushed event from the round's request to the source emitting both streams' last."""
+    rounds = WARMUP_ROUNDS + settings.repeats
+    count = settings.events
+    samples: list[float] = []
+    readings: list[float] = []
+    pusher, port = await _start_pusher()
+    sink = CountingSink()
+    try:
+        async with _running_source(port, sink):
+            for index in range(rounds):
+                gc.collect()
+                sink.arm(_BothMarked(-float(index + 1)))
+                begin = cpu_ns()
+                await pusher.send(f"go {index} {count} {BURST_RATE}")
+                end = await sink.wait(30 + count / 1000)
+                answer = (await pusher.read_line(STARTUP_TIMEOUT)).split()
+                if answer != ["sent", str(index), str(count)]:
+                    raise BenchError(f"the pusher answered {' '.join(answer)!r}")
+                if index >= WARMUP_ROUNDS:
+                    samples.append((end - begin) / (2 * count) / 1000)
+                    readings.append(sink.readings / (2 * count))
+    except TimeoutError as err:
+        raise BenchError("the round's last data point was never emitted") from err
+    finally:
+        await pusher.stop()
+    return Measurement(
+        samples,
+        [
+            f"{statistics.median(readings):.2f} readings per event",
+            "integration's own share of hololinked-burst",
+        ],
+    )
+
+
+class _FeedProtocol(BaseProtocol):
+    """The protocol a bare StreamReader needs (nothing to pause: the bytes are in memory)."""
+
+    @property
+    def connected(self) -> bool:
+        """Say the body is still coming (a reader waits for more instead of giving up)."""
+        return True
+
+
+def _response_reader() -> aiohttp.StreamReader:
+    loop = asyncio.get_running_loop()
+    return aiohttp.StreamReader(_FeedProtocol(loop), 2**16, loop=loop)
+
+
+async def _deliver(reader: aiohttp.StreamReader, chunks: list[bytes]) -> None:
+    """Feed the chunks one loop iteration apart (as a socket delivers them), then the end."""
+    for chunk in chunks:
+        reader.feed_data(chunk)
+        await asyncio.sleep(0)
+    reader.feed_eof()
+
+
+async def _sse_round(chunks: list[bytes], read: Any) -> tuple[float, int]:
+    """Return (CPU ns, events) of one reader over the chunks."""
+    gc.collect()
+    reader = _response_reader()
+    begin = cpu_ns()
+    feeding = asyncio.create_task(_deliver(reader, chunks))
+    events = await read(reader, len(chunks))
+    await feeding
+    return cpu_ns() - begin, events
+
+
+async def _ours(reader: aiohttp.StreamReader, _expected: int) -> int:
+    from custom_components.instrument_hub.sources.hololinked import (  # noqa: PLC0415
+        client,
+    )
+    from custom_components.instrument_hub.sources.hololinked.protocol import (  # noqa: PLC0415
+        SseParser,
+        decode_payload,
+    )
+
+    # The reads the source makes: bounded ones where it has them (older code read all at once).
+    feed_bytes: int | None = getattr(client, "FEED_BYTES", None)
+    reads = reader.iter_chunked(feed_bytes) if feed_bytes else reader.iter_any()
+    parser = SseParser()
+    events = 0
+    async for chunk in reads:
+        for event in parser.feed(chunk):
+            decode_payload(event.data)
+            events += 1
+    return events
+
+
+async def _aiohttp_sse_client(reader: aiohttp.StreamReader, expected: int) -> int:
+    from aiohttp_sse_client.client import EventSource  # noqa: PLC0415
+
+    source = EventSource("http://127.0.0.1/", session=object())
+    source._response = _Response(reader)  # noqa: SLF001
+    source._origin = "http://127.0.0.1"  # noqa: SLF001
+    events = 0
+    while events < expected:
+        message = await source.__anext__()
+        json.loads(message.data)
+        events += 1
+    return events
+
+
+class _Response:
+    """What EventSource reads of a response: its status and its body."""
+
+    def __init__(self, content: aiohttp.StreamReader) -> None:
+        self.status = 200
+        self.content = content
+
+
+async def _sse_row(settings: Settings, read: Any) -> Measurement:
+    chunks = parser_stream(settings.events * PARSER_EVENTS_PER_EVENT)
+    samples: list[float] = []
+    for repeat in range(-1, settings.repeats):
+        elapsed, events = await _sse_round(chunks, read)
+        if events != len(chunks):
+            raise BenchError(f"{events} events of {len(chunks)}")
+        if repeat >= 0:
+            samples.append(elapsed / events / 1000)
+    return Measurement(
+        samples, [f"{len(chunks)} events, one chunk each, through a StreamReader"]
+    )
+
+
+@row(
+    "hololinked-sse-ours",
+    "hololinked: SSE reader, ours (StreamReader reads + SseParser + JSON)",
+    source="hololinked",
+)
+async def hololinked_sse_ours(settings: Settings) -> Measurement:
+    """CPU per event of our reader on a response body arriving chunk by chunk."""
+    return await _sse_row(settings, _ours)
+
+
+@row(
+    "hololinked-sse-peer",
+    "aiohttp-sse-client 0.2.1: SSE reader (its line iteration + fields + json.loads)",
+    source="hololinked",
+)
+async def hololinked_sse_peer(settings: Settings) -> Measurement:
+    """CPU per event of aiohttp-sse-client's EventSource on the same body."""
+    return await _sse_row(settings, _aiohttp_sse_client)
+
+
+@row(
+    "hololinked-lag",
+    "hololinked: longest callback of ours under floods (µs; bound 20 ms)",
+    source="hololinked",
+)
+async def hololinked_loop_lag(settings: Settings) -> Measurement:
+    """Measure the longest event-loop callback of ours while the Thing floods a stream."""
+    counts = {
+        "burst": 20000,
+        "garbage": 500,
+        "long_line": 4,
+        "many_lines": 10,
+        "tiny": 50,
+    }
+    if settings.quick:
+        counts = {kind: max(1, count // 10) for kind, count in counts.items()}
+    pusher, port = await _start_pusher()
+    sink = CountingSink()
+    samples: list[float] = []
+    worst: dict[str, float] = {}
+    names: dict[str, str] = {}
+    longest_gc = 0.0
+    others = (0.0, "")
+    try:
+        async with _running_source(port, sink):
+            for repeat in range(settings.repeats):
+                longest = 0.0
+                for index, kind in enumerate(FLOODS):
+                    marker = -1000.0 - repeat * 100 - index
+                    sink.arm(functools.partial(_is_value, marker=marker))
+                    with CallbackTimer() as timer:
+                        await pusher.send(f"flood {kind} {counts[kind]} {marker}")
+                        await sink.wait(120.0)
+                        answer = (await pusher.read_line(120.0)).split()
+                    if answer[:2] != ["flooded", kind]:
+                        raise BenchError(f"the pusher answered {' '.join(answer)!r}")
+                    us = timer.ours.longest_s * 1e6
+                    if us > worst.get(kind, 0.0):
+                        names[kind] = timer.ours.longest_name
+                    worst[kind] = max(worst.get(kind, 0.0), us)
+                    longest = max(longest, us)
+                    longest_gc = max(longest_gc, timer.longest_gc_s)
+                    if timer.others.longest_s > others[0]:
+                        others = (timer.others.longest_s, timer.others.longest_name)
+                samples.append(longest)
+    except TimeoutError as err:
+        raise BenchError("the marker after a flood was never emitted") from err
+    finally:
+        await pusher.stop()
+    return Measurement(
+        samples,
+        [
+            ", ".join(f"{kind} {us / 1000:.2f} ms" for kind, us in worst.items()),
+            f"longest in {names[max(worst, key=worst.__getitem__)]}" if worst else "",
+            f"longest not ours {others[0] * 1000:.1f} ms ({others[1]}: aiohttp's HTTP parsing "
+            "of one socket read)",
+            f"longest garbage collection {longest_gc * 1000:.1f} ms (not counted)",
+        ],
+    )
+
+
+@row(
+    "hololinked-idle",
+    "hololinked: source idle, Thing silent (CPU µs per second)",
+    source="hololinked",
+)
+async def hololinked_idle(settings: Settings) -> Measurement:
+    """Wake-ups, our timers and CPU per second of a connected source whose Thing pushes nothing."""
+    seconds = 1.0 if settings.quick else 5.0
+    pusher, port = await _start_pusher()
+    sink = CountingSink()
+    samples: list[float] = []
+    notes: list[str] = []
+    try:
+        baseline = await idle_window(seconds)
+        async with _running_source(port, sink):
+            await asyncio.sleep(0.5)
+            for _ in range(settings.repeats):
+                figures = await idle_window(seconds)
+                samples.append(figures.cpu_us)
+                notes = [
+                    f"loop wake-ups {figures.wakeups:.2f}/s (without the source "
+                    f"{baseline.wakeups:.2f}/s), integration timers {figures.own_timers:.2f}/s",
+                    "the /liveness probe every 3 s (a stalled link has no other sign)",
+                ]
+    finally:
+        await pusher.stop()
+    return Measurement(samples, notes)

@@ -5,8 +5,12 @@ printed as ``port N``) the meter's TD (benchmarks/hololinked_stream.py), ``/live
 reads and the SSE streams, framed as hololinked writes them. Commands on stdin, answers on stdout:
 
     go ROUND COUNT RATE   push COUNT data points and COUNT statistics, RATE per second per stream,
-                          paced on the clock; the round's last data point has energy -(ROUND + 1);
+                          paced on the clock; the round's last data point has energy -(ROUND + 1),
+                          its last statistics the same average;
                           answers "sent ROUND COUNT" once all are written
+    flood KIND COUNT MARK write COUNT frames of one loop-lag input (``FLOODS``) into the data point
+                          stream back to back, then a data point with energy MARK; answers
+                          "flooded KIND COUNT"
     (end of input)        stop
 
 Every data point carries ``time.time()`` at the moment it is written, so the row can tell the latency
@@ -26,11 +30,13 @@ from aiohttp import web
 
 from .hololinked_stream import (
     DATA_POINT,
+    FLOODS,
     PATHS,
     PROPERTIES,
     STATISTICS,
     THING_ID,
     Meter,
+    flood_frames,
     frame,
     thing_description,
 )
@@ -92,6 +98,17 @@ class Pusher:
         for queue in self.subscribers[name]:
             queue.put_nowait(data)
 
+    async def flood(self, kind: str, count: int, marker: float) -> None:
+        """Write ``count`` frames of a flood input, then a data point carrying ``marker``."""
+        for queue in self.subscribers[DATA_POINT]:
+            for data in flood_frames(kind, count):
+                queue.put_nowait(data)
+        point = self.meter.data_point(time.time())
+        point["energy"] = marker
+        self.push(DATA_POINT, point)
+        while any(queue.qsize() for queue in self.subscribers[DATA_POINT]):
+            await asyncio.sleep(0.01)
+
     async def round(self, index: int, count: int, rate: float) -> None:
         """Push one round, paced at ``rate`` per second per stream."""
         loop = asyncio.get_running_loop()
@@ -104,7 +121,12 @@ class Pusher:
             if number == count - 1:
                 point["energy"] = -float(index + 1)
             self.push(DATA_POINT, point)
-            self.push(STATISTICS, self.meter.statistics())
+            statistics = self.meter.statistics()
+            if number == count - 1:
+                statistics["avg"] = -float(
+                    index + 1
+                )  # the round's last statistics, marked too
+            self.push(STATISTICS, statistics)
         # Let the last frames leave before answering.
         await asyncio.sleep(0)
 
@@ -140,6 +162,9 @@ async def main() -> int:
                 index, count, rate = int(line[1]), int(line[2]), float(line[3])
                 await pusher.round(index, count, rate)
                 _answer(f"sent {index} {count}")
+            elif line[0] == "flood" and len(line) == 4 and line[1] in FLOODS:
+                await pusher.flood(line[1], int(line[2]), float(line[3]))
+                _answer(f"flooded {line[1]} {line[2]}")
     finally:
         for queues in pusher.subscribers.values():
             for queue in queues:

@@ -155,3 +155,25 @@ def parser_stream(events: int, seed: int = 1) -> list[bytes]:
         else:
             chunks.append(frame(meter.statistics()))
     return chunks
+
+
+FLOODS: Final = ("burst", "garbage", "long_line", "many_lines", "tiny")
+"""The loop-lag row's inputs: real data points back to back, random bytes, one 2 MiB line (over the
+parser's 1 MiB bound), one event of 20,000 ``data:`` lines, and a stream of near-empty events."""
+
+
+def flood_frames(kind: str, count: int, seed: int = 5) -> list[bytes]:
+    """Return ``count`` chunks of one flood input (``FLOODS``), each as the server writes it."""
+    rng = random.Random(seed)
+    if kind == "burst":
+        meter = Meter(rng)
+        return [frame(meter.data_point(1795236054.0 + index)) for index in range(count)]
+    if kind == "garbage":
+        return [rng.randbytes(rng.randrange(1, 4096)) + b"\n\n" for _ in range(count)]
+    if kind == "long_line":
+        return [b"data: " + b"7" * (2 * 1024 * 1024) + b"\n\n"] * count
+    if kind == "many_lines":
+        return [b"data: 1\n" * 20000 + b"\n"] * count
+    if kind == "tiny":
+        return [b"data: 0\n\n" * 1000] * count
+    raise ValueError(f"no flood {kind!r}")

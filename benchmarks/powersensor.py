@@ -11,16 +11,39 @@ sees the round's last power, divided by N: the socket, the line parsing, the ven
 state machine. A report updates two enabled entities (power, energy; voltage and the currents are
 disabled by default); the notes say how many states were written.
 
+Source: the same rounds from the same plug process into the source alone (no Home Assistant; its
+events go to a sink that only counts them): the socket, the parsing, the translation, the source's
+model and its events. This is the integration's own share of the end-to-end figure, per report.
+
 Parser: a seeded household stream (a plug report per datagram, the house, solar and water sensors'
-reports in every third) through ``parse_datagram`` and the vendor's translation (``sample_of``), per
-report. No Home Assistant runs; the figure is still divided by the floor.
+reports in every third) through ``parse_datagram`` and the translation (``sample_of``), per report.
+No Home Assistant runs; the figure is still divided by the floor.
+
+Household, ours and the peer's: the same household stream, one datagram per loop iteration, into
+(a) our plug link and source (events to a counting sink) and (b) powersensor-local 2.4.0's own line
+handling as its users run it: ``PlugListenerUdp.datagram_received`` (a task per line), ``PlugApi``
+(``translate_raw_message``, ``now_relaying_for``, its events to no-op subscribers) and the house and
+solar readings into ``VirtualHousehold`` (as the Home Assistant core PR does). Both get the datagrams
+handed to the protocol's ``datagram_received`` (no socket), per report.
+
+Loop lag: the source alone (counting sink) against the plug process flooding it with each of
+``FLOODS`` (a 20k/s burst of real reports, random bytes, one line filling a datagram, a datagram of
+tiny reports, a datagram of newlines); the figure is the longest event-loop callback of the
+integration's code over all of them (issue bound: 20 ms), the notes give it per input.
+
+Idle: an entry's source following one plug address where nothing answers and one where a plug
+streams a report a second: loop wake-ups and the integration's timers per second.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import gc
+import logging
 import random
 import statistics
-from typing import Final
+from typing import Any, Final
 
 from homeassistant.config_entries import ConfigEntryState
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -35,7 +58,16 @@ from .harness import (
     wait_for_states,
     wall_ns,
 )
-from .powersensor_stream import MAX_ROUNDS, PLUG_MAC, parser_stream, round_marker
+from .powersensor_stream import (
+    FLOODS,
+    MAX_ROUNDS,
+    PLUG_MAC,
+    datagram,
+    parser_stream,
+    plug_report,
+    round_marker,
+)
+from .probes import CallbackTimer, CountingSink, idle_window
 from .rows import BenchError, Measurement, Settings, row
 
 INTEGRATION_DOMAIN: Final = "instrument_hub"
@@ -48,7 +80,7 @@ def _round_timeout(events: int) -> float:
     return 30.0 + events / 500
 
 
-async def _start_pusher(host: str, events: int, rounds: int) -> HelperProcess:
+async def _start_pusher(host: str, *, events: int, rounds: int) -> HelperProcess:
     pusher = await HelperProcess.start(
         PUSHER_MODULE, "--host", host, "--events", str(events), "--rounds", str(rounds)
     )
@@ -80,7 +112,7 @@ async def powersensor_end_to_end(settings: Settings) -> Measurement:
     samples: list[float] = []
     written: list[int] = []
     rates: list[float] = []
-    pusher = await _start_pusher(host, events, rounds)
+    pusher = await _start_pusher(host, events=events, rounds=rounds)
     try:
         async with bench_hass() as hass:
             entry = MockConfigEntry(
@@ -179,3 +211,407 @@ async def powersensor_parser(settings: Settings) -> Measurement:
             f"{stream.reports} reports in {len(stream.datagrams)} datagrams, {size / 1e6:.1f} MB",
         ],
     )
+
+
+def _loopback_host(last: int) -> str:
+    return f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{last}"
+
+
+@row(
+    "powersensor-source",
+    "powersensor: datagram -> source events (no-op sink, plug reports)",
+    source="powersensor",
+)
+async def powersensor_source_only(settings: Settings) -> Measurement:
+    """CPU per plug report from the first datagram to the source emitting the last report's power."""
+    from custom_components.instrument_hub.sources.powersensor import (  # noqa: PLC0415
+        PowersensorSettings,
+        PowersensorSource,
+    )
+
+    rounds = WARMUP_ROUNDS + settings.repeats
+    if rounds > MAX_ROUNDS:
+        raise BenchError(f"at most {MAX_ROUNDS - WARMUP_ROUNDS} repeats")
+    events = settings.events
+    host = _loopback_host(12)
+    samples: list[float] = []
+    emitted: list[int] = []
+    pusher = await _start_pusher(host, rounds=rounds * 2, events=events)
+    sink = _HubLikeSink()
+    source = PowersensorSource(PowersensorSettings(plug_hosts=(host,)))
+    sink.source = source
+    bare: list[float] = []
+    try:
+        # The same rounds into a receiver that only counts datagrams: what asyncio's UDP transport
+        # and the loop cost any client, whatever it does with the bytes.
+        bare = [
+            await _bare_round(pusher, host, rounds + round_index, events)
+            for round_index in range(rounds)
+        ]
+        await source.async_start(sink)
+        for round_index in range(rounds):
+            gc.collect()
+            marker = round_marker(round_index)
+            sink.arm(functools.partial(_is_power, marker=marker))
+            begin = cpu_ns()
+            await pusher.send(f"go {round_index}")
+            end = await sink.wait(_round_timeout(events))
+            answer = (await pusher.read_line(STARTUP_TIMEOUT)).split()
+            if answer[:2] != ["sent", str(round_index)] or answer[2:] == ["0"]:
+                raise BenchError(f"the pusher answered {' '.join(answer)!r}")
+            if round_index < WARMUP_ROUNDS:
+                continue
+            samples.append((end - begin) / events / 1000)
+            emitted.append(sink.readings)
+    except TimeoutError as err:
+        raise BenchError("the round's last power was never emitted") from err
+    finally:
+        await source.async_stop()
+        await pusher.stop()
+    return Measurement(
+        samples,
+        [
+            f"readings {sum(emitted) / (events * settings.repeats):.2f} per report "
+            "(disabled-by-default channels muted, as in Home Assistant)",
+            f"a receiver that only counts the datagrams: "
+            f"{statistics.median(bare[WARMUP_ROUNDS:]):.1f} µs",
+        ],
+    )
+
+
+class _BareReceiver(asyncio.DatagramProtocol):
+    """Subscribes like a client and counts datagrams: asyncio's own cost per datagram."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.wanted = 0
+        self.done = asyncio.Event()
+        self.done_cpu_ns = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        transport.sendto(b"subscribe(60)\n")
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self.count += 1
+        if self.count == self.wanted:
+            self.done_cpu_ns = cpu_ns()
+            self.done.set()
+
+
+async def _bare_round(
+    pusher: HelperProcess, host: str, round_index: int, events: int
+) -> float:
+    """Return the CPU µs per datagram of one round into a bare receiver."""
+    loop = asyncio.get_running_loop()
+    transport, receiver = await loop.create_datagram_endpoint(
+        _BareReceiver, remote_addr=(host, 49476)
+    )
+    try:
+        # The plug answers the subscription with one report: counted first, then the round.
+        receiver.wanted = 1
+        async with asyncio.timeout(STARTUP_TIMEOUT):
+            await receiver.done.wait()
+        gc.collect()
+        receiver.count = 0
+        receiver.wanted = events
+        receiver.done.clear()
+        begin = cpu_ns()
+        await pusher.send(f"go {round_index}")
+        async with asyncio.timeout(_round_timeout(events)):
+            await receiver.done.wait()
+        await pusher.read_line(STARTUP_TIMEOUT)
+        return (receiver.done_cpu_ns - begin) / events / 1000
+    except TimeoutError as err:
+        raise BenchError("the bare receiver missed datagrams") from err
+    finally:
+        transport.close()
+
+
+def _is_power(event: Any, marker: float) -> bool:
+    return bool(event.channel_key == "power" and event.value == marker)
+
+
+class _HubLikeSink(CountingSink):
+    """The counting sink, muting what the hub mutes: channels whose entity is disabled by default.
+
+    In Home Assistant the kind mutes the channels of disabled entities at the source (a plug
+    report's voltage and currents, the sensors' RSSI), so the source-only rows do the same.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.source: Any = None
+        self._hardware: dict[str, str] = {}
+
+    def __call__(self, event: object) -> None:
+        kind = type(event).__name__
+        if kind == "DeviceFound":
+            self._hardware[event.device_key] = event.hardware_id  # type: ignore[attr-defined]
+        elif (
+            kind == "ChannelDefined"
+            and not event.enabled_by_default  # type: ignore[attr-defined]
+            and self.source is not None
+        ):
+            hardware_id = self._hardware.get(event.device_key)  # type: ignore[attr-defined]
+            if hardware_id is not None:
+                self.source.set_channel_enabled(
+                    hardware_id,
+                    event.channel_key,  # type: ignore[attr-defined]
+                    False,
+                )
+        super().__call__(event)
+
+
+class _InProcessPlug(asyncio.DatagramProtocol):
+    """A plug for the in-process rows: answers a subscription with one report, nothing else."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        if data.startswith(b"subscribe(") and not data.startswith(b"subscribe(0)"):
+            assert self.transport is not None
+            report = plug_report(random.Random(0), -1)
+            self.transport.sendto(datagram([report]), addr)
+
+
+async def _feed(
+    protocol: asyncio.DatagramProtocol, datagrams: list[bytes], addr: tuple[str, int]
+) -> None:
+    """Hand each datagram to the protocol, one loop iteration each (as a socket delivers them)."""
+    for data in datagrams:
+        protocol.datagram_received(data, addr)
+        await asyncio.sleep(0)
+
+
+@row(
+    "powersensor-household",
+    "powersensor: household stream, our line handling + source (no-op sink)",
+    source="powersensor",
+)
+async def powersensor_household_ours(settings: Settings) -> Measurement:
+    """CPU per report of our plug link and source on the household stream."""
+    from custom_components.instrument_hub.sources.powersensor import (  # noqa: PLC0415
+        PowersensorSettings,
+        PowersensorSource,
+    )
+
+    stream = parser_stream(settings.events)
+    loop = asyncio.get_running_loop()
+    host = _loopback_host(13)
+    transport, _plug = await loop.create_datagram_endpoint(
+        _InProcessPlug, local_addr=(host, 0)
+    )
+    port = transport.get_extra_info("sockname")[1]
+    sink = _HubLikeSink()
+    source = PowersensorSource(PowersensorSettings(plug_hosts=(host,), port=port))
+    sink.source = source
+    samples: list[float] = []
+    readings: list[int] = []
+    try:
+        await source.async_start(sink)
+        link = source._links[host]  # noqa: SLF001
+        for repeat in range(-1, settings.repeats):
+            gc.collect()
+            sink.arm(lambda _event: False)
+            begin = cpu_ns()
+            await _feed(link, stream.datagrams, (host, port))
+            end = cpu_ns()
+            if repeat >= 0:
+                samples.append((end - begin) / stream.reports / 1000)
+                readings.append(sink.readings)
+    finally:
+        await source.async_stop()
+        transport.close()
+    return Measurement(
+        samples,
+        [
+            f"{statistics.median(readings) / stream.reports:.2f} readings per report",
+            f"{stream.reports} reports in {len(stream.datagrams)} datagrams",
+        ],
+    )
+
+
+@row(
+    "powersensor-peer",
+    "powersensor-local 2.4.0: household stream, its line handling (PlugApi + VirtualHousehold)",
+    source="powersensor",
+)
+async def powersensor_household_peer(settings: Settings) -> Measurement:
+    """CPU per report of the vendor's listener, PlugApi and household view on the household stream."""
+    from powersensor_local import (  # noqa: PLC0415
+        PlugApi,
+        PlugListenerUdp,
+        VirtualHousehold,
+    )
+
+    stream = parser_stream(settings.events)
+    logger = logging.getLogger("benchmarks.powersensor.peer")
+    host = _loopback_host(14)
+    counts = {"events": 0, "household": 0}
+    household = VirtualHousehold(False, logger)
+
+    async def on_household(_name: str, _event: dict[str, Any]) -> None:
+        counts["household"] += 1
+
+    for name in (
+        "from_grid",
+        "to_grid",
+        "home_usage",
+        "solar_generation",
+        "from_grid_summation",
+        "to_grid_summation",
+        "home_usage_summation",
+        "solar_generation_summation",
+    ):
+        household.subscribe(name, on_household)
+
+    async def on_event(name: str, event: dict[str, Any]) -> None:
+        counts["events"] += 1
+        if event.get("role") in ("house-net", "solar"):
+            if name == "average_power":
+                await household.process_average_power_event(event)
+            elif name == "summation_energy":
+                await household.process_summation_event(event)
+
+    api = PlugApi(PLUG_MAC, host, logger=logger)
+    for name in (
+        "average_power",
+        "average_power_components",
+        "summation_energy",
+        "average_flow",
+        "summation_volume",
+        "battery_level",
+        "radio_signal_quality",
+        "uncalibrated_average_reading",
+        "now_relaying_for",
+    ):
+        api.subscribe(name, on_event)
+    listener = api._listener  # noqa: SLF001
+    assert isinstance(listener, PlugListenerUdp)
+    samples: list[float] = []
+    per_report: list[float] = []
+    try:
+        for repeat in range(-1, settings.repeats):
+            gc.collect()
+            counts["events"] = counts["household"] = 0
+            begin = cpu_ns()
+            await _feed(listener, stream.datagrams, (host, 49476))
+            while listener._tasks:  # noqa: SLF001
+                await asyncio.sleep(0)
+            end = cpu_ns()
+            if repeat >= 0:
+                samples.append((end - begin) / stream.reports / 1000)
+                per_report.append(counts["events"] / stream.reports)
+    finally:
+        await api.disconnect()
+    if not counts["household"]:
+        raise BenchError("the vendor's household view produced nothing")
+    return Measurement(
+        samples,
+        [
+            f"{statistics.median(per_report):.2f} vendor events per report",
+            "a task per line, a 60 s timer re-armed per datagram",
+        ],
+    )
+
+
+@row(
+    "powersensor-lag",
+    "powersensor: longest callback of ours under floods (µs; bound 20 ms)",
+    source="powersensor",
+)
+async def powersensor_loop_lag(settings: Settings) -> Measurement:
+    """Measure the longest event-loop callback of ours while the plug floods the source."""
+    from custom_components.instrument_hub.sources.powersensor import (  # noqa: PLC0415
+        PowersensorSettings,
+        PowersensorSource,
+    )
+
+    count = 2000 if settings.quick else 20000
+    host = _loopback_host(15)
+    pusher = await _start_pusher(host, events=10, rounds=1)
+    sink = CountingSink()
+    source = PowersensorSource(PowersensorSettings(plug_hosts=(host,)))
+    samples: list[float] = []
+    worst: dict[str, float] = {}
+    longest_gc = 0.0
+    try:
+        await source.async_start(sink)
+        for repeat in range(settings.repeats):
+            longest = 0.0
+            for index, kind in enumerate(FLOODS):
+                marker = 200000.0 + repeat * 100 + index
+                sink.arm(functools.partial(_is_power, marker=marker))
+                rate = 20000.0 if kind == "burst" else 0.0
+                flood = count if kind in ("burst", "garbage") else count // 20
+                with CallbackTimer() as timer:
+                    await pusher.send(f"flood {kind} {flood} {rate} {marker}")
+                    await sink.wait(60.0)
+                    answer = (await pusher.read_line(STARTUP_TIMEOUT)).split()
+                if answer[:2] != ["flooded", kind]:
+                    raise BenchError(f"the pusher answered {' '.join(answer)!r}")
+                worst[kind] = max(worst.get(kind, 0.0), timer.ours.longest_s * 1e6)
+                longest_gc = max(longest_gc, timer.longest_gc_s)
+                longest = max(longest, timer.ours.longest_s * 1e6)
+            samples.append(longest)
+    except TimeoutError as err:
+        raise BenchError("the marker after a flood was never emitted") from err
+    finally:
+        await source.async_stop()
+        await pusher.stop()
+    return Measurement(
+        samples,
+        [
+            ", ".join(f"{kind} {us / 1000:.2f} ms" for kind, us in worst.items()),
+            f"longest garbage collection {longest_gc * 1000:.1f} ms (not counted)",
+        ],
+    )
+
+
+@row(
+    "powersensor-idle",
+    "powersensor: source idle (CPU µs per second)",
+    source="powersensor",
+)
+async def powersensor_idle(settings: Settings) -> Measurement:
+    """Wake-ups, our timers and CPU per second of a source whose plug is silent, then streaming."""
+    from custom_components.instrument_hub.sources.powersensor import (  # noqa: PLC0415
+        PowersensorSettings,
+        PowersensorSource,
+    )
+
+    seconds = 1.0 if settings.quick else 5.0
+    loop = asyncio.get_running_loop()
+    host = _loopback_host(16)
+    transport, _plug = await loop.create_datagram_endpoint(
+        _InProcessPlug, local_addr=(host, 0)
+    )
+    port = transport.get_extra_info("sockname")[1]
+    sink = CountingSink()
+    source = PowersensorSource(PowersensorSettings(plug_hosts=(host,), port=port))
+    baseline = await idle_window(seconds)
+    samples: list[float] = []
+    notes: list[str] = []
+    try:
+        await source.async_start(sink)
+        # The plug is lost after its timeout; from then on nothing answers and nothing streams.
+        transport.close()
+        silent_after = PowersensorSettings().plug_timeout + 1.0
+        await asyncio.sleep(silent_after)
+        for _ in range(settings.repeats):
+            figures = await idle_window(seconds)
+            samples.append(figures.cpu_us)
+            notes = [
+                f"plug silent: loop wake-ups {figures.wakeups:.2f}/s "
+                f"(without the source {baseline.wakeups:.2f}/s), "
+                f"integration timers {figures.own_timers:.2f}/s",
+            ]
+    finally:
+        await source.async_stop()
+    return Measurement(samples, notes)

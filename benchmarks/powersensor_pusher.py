@@ -6,6 +6,9 @@ protocol: a ``subscribe(N)`` makes the sender the one subscriber (answered at on
 so the integration sees a live plug). On each ``go <round>`` line on stdin it sends that round's
 datagrams to the subscriber, pausing briefly every ``BURST`` datagrams so the receiver's socket buffer
 never overflows (the parent's CPU is what is measured, not the wire), then prints ``sent <round> <n>``.
+On ``flood <kind> <count> <rate> <marker>`` it sends ``count`` datagrams of one of the loop-lag row's
+inputs (``FLOODS``) at ``rate`` per second (0: as fast as the socket takes them), then, after a
+pause, one plug report whose power is ``marker``, and prints ``flooded <kind> <n>``.
 It ends on ``quit``, at the end of stdin or when the parent terminates it by its PID. Standard
 library only: it imports no Home Assistant.
 """
@@ -21,13 +24,23 @@ import threading
 import time
 from typing import Final
 
-from benchmarks.powersensor_stream import MAX_ROUNDS, datagram, e2e_round, plug_report
+from benchmarks.powersensor_stream import (
+    FLOODS,
+    MAX_ROUNDS,
+    datagram,
+    e2e_round,
+    flood_datagrams,
+    plug_report,
+)
 
 PORT: Final = 49476
 BURST: Final = 8
 PAUSE: Final = 0.004
 MAX_READS: Final = 1_000_000
 SUBSCRIBE_WAIT: Final = 30.0
+MAX_FLOOD: Final = 1_000_000
+FLOOD_PAUSE: Final = 0.2
+"""Seconds between a flood and its marker: the receiver's socket buffer drains meanwhile."""
 
 
 class _Plug:
@@ -63,6 +76,27 @@ class _Plug:
                 time.sleep(PAUSE)
         return len(datagrams)
 
+    def flood(self, kind: str, count: int, rate: float, marker: float) -> int:
+        """Send ``count`` datagrams of ``kind`` at ``rate``/s (0: unpaced), then the marker report."""
+        if not self.subscribed.wait(SUBSCRIBE_WAIT) or self.subscriber is None:
+            return 0
+        sent = 0
+        start = time.perf_counter()
+        for index, data in enumerate(flood_datagrams(kind, count)):
+            if rate > 0:
+                delay = start + index / rate - time.perf_counter()
+                if delay > 0.001:
+                    time.sleep(delay)
+            try:
+                self.sock.sendto(data, self.subscriber)
+            except OSError:
+                continue  # the kernel refused this one (buffer full): as a real flood would
+            sent += 1
+        time.sleep(FLOOD_PAUSE)
+        rng = random.Random(int(marker))
+        self.sock.sendto(datagram([plug_report(rng, 0, power=marker)]), self.subscriber)
+        return sent
+
 
 def _say(line: str) -> None:
     sys.stdout.write(line + "\n")
@@ -82,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     plug = _Plug(args.host)
     threading.Thread(target=plug.serve, daemon=True).start()
     _say("ready")
-    for _ in range(args.rounds * 2 + 10):
+    for _ in range(args.rounds * 2 + 100):
         line = sys.stdin.readline()
         words = line.split()
         if not words or words[0] == "quit":
@@ -91,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
             index = int(words[1])
             sent = plug.push(rounds[index]) if index < args.rounds else 0
             _say(f"sent {index} {sent}")
+        elif words[0] == "flood" and len(words) == 5 and words[1] in FLOODS:
+            count = min(int(words[2]), MAX_FLOOD)
+            sent = plug.flood(words[1], count, float(words[3]), float(words[4]))
+            _say(f"flooded {words[1]} {sent}")
         else:
             _say(f"error {line.strip()!r}")
     plug.sock.close()

@@ -145,3 +145,49 @@ def e2e_round(round_index: int, reports: int) -> list[bytes]:
     last = plug_report(rng, first + reports - 1, power=round_marker(round_index))
     datagrams.append(datagram([last]))
     return datagrams
+
+
+MAX_DATAGRAM: Final = 65507
+FLOODS: Final = ("burst", "garbage", "oversized", "lines", "blank")
+"""The loop-lag row's inputs: a burst of real plug reports, random bytes, one line filling a whole
+datagram, a datagram full of tiny reports, a datagram of nothing but newlines."""
+
+
+def _tiny_report(index: int) -> bytes:
+    return json.dumps(
+        {
+            "type": "instant_power",
+            "device": "plug",
+            "mac": PLUG_MAC,
+            "unit": "W",
+            "starttime": START + index,
+            "duration": 1,
+            "power": index % 50,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def flood_datagrams(kind: str, count: int, seed: int = 11) -> list[bytes]:
+    """Return ``count`` datagrams of one flood input (``FLOODS``)."""
+    rng = random.Random(seed)
+    if kind == "burst":
+        return [datagram([plug_report(rng, index)]) for index in range(count)]
+    if kind == "garbage":
+        return [rng.randbytes(rng.randrange(1, 1400)) for _ in range(count)]
+    if kind == "oversized":
+        line = b'{"type":"instant_power","pad":"' + b"x" * (MAX_DATAGRAM - 40) + b'"}'
+        return [line[:MAX_DATAGRAM]] * count
+    if kind == "lines":
+        lines = b""
+        index = 0
+        while True:
+            line = _tiny_report(index) + b"\n"
+            if len(lines) + len(line) > MAX_DATAGRAM:
+                break
+            lines += line
+            index += 1
+        return [lines] * count
+    if kind == "blank":
+        return [b"\n" * MAX_DATAGRAM] * count
+    raise ValueError(f"no flood {kind!r}")

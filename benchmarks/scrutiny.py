@@ -22,11 +22,13 @@ and reports the CPU per idle second. The SDK's client wakes up about 195 times a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import functools
+import gc
 import json
 from pathlib import Path
 import statistics
-from typing import Any, Final, Self
+import sys
+from typing import Any, Final
 
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_HOST, CONF_PORT, EVENT_STATE_CHANGED
@@ -35,6 +37,7 @@ from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from .harness import (
+    REPO_ROOT,
     HelperProcess,
     StateWrites,
     bench_hass,
@@ -44,6 +47,7 @@ from .harness import (
     wait_for_states,
     wall_ns,
 )
+from .probes import CallbackTimer, CountingSink, idle_window
 from .rows import BenchError, Measurement, Settings, row
 
 CAPTURE: Final = (
@@ -56,7 +60,6 @@ CAPTURE: Final = (
 CHUNK_BYTES: Final = 64 * 1024
 IDLE_SECONDS: Final = 3.0
 QUICK_IDLE_SECONDS: Final = 1.0
-OWN_CODE: Final = "custom_components.instrument_hub"
 
 
 def _captured() -> list[dict[str, Any]]:
@@ -115,59 +118,6 @@ async def scrutiny_decode(settings: Settings) -> Measurement:
     )
 
 
-class _Wakeups:
-    """Count the loop's wake-ups and the timers run by the integration's own code."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.selects = 0
-        self.own_timers = 0
-        self._select: Callable[..., Any] = lambda *_args: None
-        self._run: Any = asyncio.TimerHandle._run  # noqa: SLF001
-
-    def __enter__(self) -> Self:
-        selector = self.loop._selector  # type: ignore[attr-defined]  # noqa: SLF001
-        original_select = selector.select
-        counter = self
-
-        def select(timeout: float | None = None) -> Any:
-            counter.selects += 1
-            return original_select(timeout)
-
-        self._select = original_select
-        selector.select = select
-        original_run = asyncio.TimerHandle._run  # noqa: SLF001
-
-        def run(handle: Any) -> None:
-            callback = getattr(handle, "_callback", None)
-            module = getattr(callback, "__module__", "") or ""
-            if module.startswith(OWN_CODE):
-                counter.own_timers += 1
-            original_run(handle)
-
-        self._run = original_run
-        asyncio.TimerHandle._run = run  # type: ignore[method-assign,assignment]  # noqa: SLF001
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.loop._selector.select = self._select  # type: ignore[attr-defined]  # noqa: SLF001
-        asyncio.TimerHandle._run = self._run  # type: ignore[method-assign]  # noqa: SLF001
-
-
-async def _idle_window(seconds: float) -> tuple[float, float, float]:
-    """Return (wake-ups/s, own timers/s, CPU µs/s) of the running loop over a quiet window."""
-    loop = asyncio.get_running_loop()
-    with _Wakeups(loop) as counts:
-        begin = cpu_ns()
-        await asyncio.sleep(seconds)
-        end = cpu_ns()
-    return (
-        counts.selects / seconds,
-        counts.own_timers / seconds,
-        (end - begin) / 1000 / seconds,
-    )
-
-
 @row(
     "scrutiny-idle",
     "scrutiny: connected entry, idle (CPU µs per second)",
@@ -181,7 +131,7 @@ async def scrutiny_idle(settings: Settings) -> Measurement:
     samples: list[float] = []
     notes: list[str] = []
     async with bench_hass() as hass:
-        baseline = await _idle_window(seconds)
+        baseline = await idle_window(seconds)
         server = FakeScrutinyServer()
         await server.start()
         try:
@@ -208,12 +158,13 @@ async def scrutiny_idle(settings: Settings) -> Measurement:
             await settle(hass)
             await entry.runtime_data.async_flush()
             for _ in range(settings.repeats):
-                wakeups, own, cpu = await _idle_window(seconds)
-                samples.append(cpu)
+                figures = await idle_window(seconds)
+                samples.append(figures.cpu_us)
                 notes = [
-                    f"loop wake-ups {wakeups:.1f}/s (without the entry {baseline[0]:.1f}/s)",
-                    f"integration timers {own:.2f}/s",
-                    f"CPU without the entry {baseline[2]:.0f} µs/s",
+                    f"loop wake-ups {figures.wakeups:.1f}/s "
+                    f"(without the entry {baseline.wakeups:.1f}/s)",
+                    f"integration timers {figures.own_timers:.2f}/s",
+                    f"CPU without the entry {baseline.cpu_us:.0f} µs/s",
                 ]
             await hass.config_entries.async_unload(entry.entry_id)
         finally:
@@ -327,3 +278,199 @@ async def scrutiny_end_to_end(settings: Settings) -> Measurement:
         notes.append(f"{sent - total} ({(sent - total) / sent:.1%}) coalesced")
     notes.append(f"{statistics.median(rates) / 1000:.0f}k ev/s wall")
     return Measurement(samples, notes)
+
+
+@row(
+    "scrutiny-source",
+    "scrutiny: socket -> source events (no-op sink, 3 watched variables)",
+    source="scrutiny",
+)
+async def scrutiny_source_only(settings: Settings) -> Measurement:
+    """CPU per pushed update, from the round's request to the source emitting its last value."""
+    from custom_components.instrument_hub.sources.scrutiny import (  # noqa: PLC0415
+        ScrutinySource,
+    )
+
+    from .scrutiny_pusher import WATCHED, round_marker  # noqa: PLC0415
+
+    rounds = WARMUP_ROUNDS + settings.repeats
+    events = settings.events
+    pusher = await HelperProcess.start(
+        PUSHER_MODULE, "--events", str(events), "--rounds", str(rounds)
+    )
+    samples: list[float] = []
+    emitted: list[int] = []
+    sink = CountingSink()
+    try:
+        words = (await pusher.read_line(STARTUP_TIMEOUT)).split()
+        if len(words) != 2 or words[0] != "port":
+            raise BenchError(f"unexpected first line from the pusher: {words!r}")
+        source = ScrutinySource(
+            "127.0.0.1", int(words[1]), watched=WATCHED, update_rate=100.0
+        )
+        await source.async_start(sink)
+        try:
+            for round_index in range(rounds):
+                gc.collect()
+                sink.arm(functools.partial(_is_value, marker=round_marker(round_index)))
+                begin = cpu_ns()
+                await pusher.send(f"go {round_index}")
+                end = await sink.wait(30.0 + events / 1000)
+                answer = (await pusher.read_line(STARTUP_TIMEOUT)).split()
+                if answer[:2] != ["sent", str(round_index)]:
+                    raise BenchError(f"the pusher answered {' '.join(answer)!r}")
+                if round_index >= WARMUP_ROUNDS:
+                    samples.append((end - begin) / events / 1000)
+                    emitted.append(sink.readings)
+        finally:
+            await source.async_stop()
+    except TimeoutError as err:
+        raise BenchError("the round's last value was never emitted") from err
+    finally:
+        await pusher.stop()
+    return Measurement(
+        samples,
+        [
+            f"readings {sum(emitted)}/{events * settings.repeats}",
+            "integration's own share of scrutiny-e2e",
+        ],
+    )
+
+
+def _is_value(event: Any, marker: float) -> bool:
+    return bool(event.value == marker)
+
+
+SDK_SCRIPT: Final = Path(__file__).parent / "scrutiny_sdk_decode.py"
+PEERS_PYTHON: Final = REPO_ROOT / ".venv-peers" / "bin" / "python"
+
+
+def _peers_site_packages() -> Path:
+    found = sorted((REPO_ROOT / ".venv-peers" / "lib").glob("python3*/site-packages"))
+    if not found:
+        raise BenchError("no .venv-peers (run scripts/setup)")
+    return found[0]
+
+
+async def _sdk_script(python: Path, settings: Settings, *extra: str) -> dict[str, Any]:
+    """Run the SDK decode script on an interpreter; return its JSON line."""
+    process = await asyncio.create_subprocess_exec(
+        str(python),
+        str(SDK_SCRIPT),
+        "--events",
+        str(max(settings.events, 2000)),
+        "--repeats",
+        str(settings.repeats),
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(300):
+            out, err = await process.communicate()
+    except TimeoutError as error:
+        process.kill()
+        await process.wait()
+        raise BenchError("the SDK decode script did not finish in 300 s") from error
+    if process.returncode != 0:
+        raise BenchError(f"the SDK decode script failed: {err.decode()[-300:]}")
+    result: dict[str, Any] = json.loads(out.decode().splitlines()[-1])
+    return result
+
+
+@row(
+    "scrutiny-sdk-311",
+    "scrutinydebugger 0.16 SDK: frame decode (StreamParser + json.loads), Python 3.11",
+    source="scrutiny",
+)
+async def scrutiny_sdk_decode_311(settings: Settings) -> Measurement:
+    """CPU per frame of the SDK's own decoding, on .venv-peers' Python (the SDK needs < 3.14)."""
+    if not PEERS_PYTHON.exists():
+        raise BenchError("no .venv-peers (run scripts/setup)")
+    result = await _sdk_script(PEERS_PYTHON, settings)
+    return Measurement(
+        result["sdk"],
+        [
+            f"Python {result['python']} (.venv-peers), 4 KiB reads (the SDK's), "
+            f"{result['frames']} frames",
+            f"ours: {result.get('ours_error', 'measured')}",
+        ],
+    )
+
+
+@row(
+    "scrutiny-sdk-314",
+    "scrutinydebugger 0.16 SDK: frame decode, Python 3.14 (ours beside it in the notes)",
+    source="scrutiny",
+)
+async def scrutiny_sdk_decode_314(settings: Settings) -> Measurement:
+    """CPU per frame of the SDK's decoding on our interpreter, ours on the same stream beside it."""
+    result = await _sdk_script(
+        Path(sys.executable), settings, "--sdk-path", str(_peers_site_packages())
+    )
+    ours = statistics.median(result["ours"])
+    sdk = statistics.median(result["sdk"])
+    return Measurement(
+        result["sdk"],
+        [
+            f"Python {result['python']}, 4 KiB reads, {result['frames']} frames",
+            f"ours on the same stream {ours:.2f} µs ({sdk / ours:.1f}x faster)",
+        ],
+    )
+
+
+@row(
+    "scrutiny-lag",
+    "scrutiny: longest callback of ours under floods (µs; bound 20 ms)",
+    source="scrutiny",
+)
+async def scrutiny_loop_lag(settings: Settings) -> Measurement:
+    """Measure the longest event-loop callback of ours while the server floods the source."""
+    from custom_components.instrument_hub.sources.scrutiny import (  # noqa: PLC0415
+        ScrutinySource,
+    )
+
+    from .scrutiny_pusher import FLOODS, WATCHED  # noqa: PLC0415
+
+    counts = {"burst": 20000, "garbage": 500, "oversized": 200, "bomb": 2}
+    pusher = await HelperProcess.start(PUSHER_MODULE, "--events", "10", "--rounds", "1")
+    samples: list[float] = []
+    worst: dict[str, float] = {}
+    longest_gc = 0.0
+    sink = CountingSink()
+    try:
+        words = (await pusher.read_line(STARTUP_TIMEOUT)).split()
+        if len(words) != 2 or words[0] != "port":
+            raise BenchError(f"unexpected first line from the pusher: {words!r}")
+        source = ScrutinySource(
+            "127.0.0.1", int(words[1]), watched=WATCHED, update_rate=100.0
+        )
+        await source.async_start(sink)
+        try:
+            for repeat in range(settings.repeats):
+                longest = 0.0
+                for index, kind in enumerate(FLOODS):
+                    marker = 3_000_000.0 + repeat * 100 + index
+                    sink.arm(functools.partial(_is_value, marker=marker))
+                    with CallbackTimer() as timer:
+                        await pusher.send(f"flood {kind} {counts[kind]} {marker}")
+                        await sink.wait(120.0)
+                        await pusher.read_line(120.0)
+                    us = timer.ours.longest_s * 1e6
+                    worst[kind] = max(worst.get(kind, 0.0), us)
+                    longest = max(longest, us)
+                    longest_gc = max(longest_gc, timer.longest_gc_s)
+                samples.append(longest)
+        finally:
+            await source.async_stop()
+    except TimeoutError as err:
+        raise BenchError("the marker after a flood was never emitted") from err
+    finally:
+        await pusher.stop()
+    return Measurement(
+        samples,
+        [
+            ", ".join(f"{kind} {us / 1000:.2f} ms" for kind, us in worst.items()),
+            f"longest garbage collection {longest_gc * 1000:.1f} ms (not counted)",
+        ],
+    )

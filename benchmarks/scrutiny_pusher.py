@@ -5,8 +5,11 @@ printed as ``port <n>``), greets like scrutinydebugger 0.16.0 (``welcome``), ans
 entry makes (status: the demo device ready with its SFD; device info; SFD; watchables; subscribe) and
 on each ``go <round>`` line sends that round's N ``watchable_update`` frames (one value each, three
 watchables in turn, the round's last value a marker) with one ``sendall``, then prints
-``sent <round> <bytes>``. Frames are the server's own: zlib level 1, MD5, ``flags=ch``. Standard
-library only; it ends on ``quit``, at the end of stdin or when the parent terminates it by its PID.
+``sent <round> <bytes>``. Frames are the server's own: zlib level 1, MD5, ``flags=ch``. On
+``flood <kind> <count> <marker>`` it sends one of the loop-lag row's inputs (``FLOODS``) with one
+``sendall``, then an update of the first watchable carrying ``marker``, and prints
+``flooded <kind> <bytes>``. Standard library only; it ends on ``quit``, at the end of stdin or when
+the parent terminates it by its PID.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import random
 import re
 import socket
 import sys
@@ -35,6 +39,55 @@ def frame(message: dict[str, Any]) -> bytes:
     return (
         b"<SCRUTINY size=%x flags=ch>" % len(data) + data + hashlib.md5(data).digest()
     )
+
+
+FLOODS: Final = ("burst", "garbage", "oversized", "bomb")
+"""A burst of real updates, random bytes, frames announcing more than the MTU, and frames of a few
+KiB that inflate to 60 MB."""
+
+
+def flood_bytes(kind: str, count: int, marker: float) -> bytes:
+    """Return ``count`` items of one flood input, then the marker update."""
+    rng = random.Random(9)
+    path = WATCHED[0]
+    if kind == "burst":
+        data = b"".join(
+            frame(
+                {
+                    "cmd": "watchable_update",
+                    "reqid": None,
+                    "updates": [{"id": IDS[path], "v": float(index), "t": 1.0}],
+                }
+            )
+            for index in range(count)
+        )
+    elif kind == "garbage":
+        data = b"".join(rng.randbytes(rng.randrange(1, 4096)) for _ in range(count))
+    elif kind == "oversized":
+        data = b"".join(
+            b"<SCRUTINY size=%x flags=ch>" % (1 << 30) + rng.randbytes(1000)
+            for _ in range(count)
+        )
+    elif kind == "bomb":
+        bomb = zlib.compress(
+            b'{"cmd":"watchable_update","reqid":null,"pad":"'
+            + b"0" * (60 * 1024 * 1024)
+            + b'"}',
+            9,
+        )
+        data = (
+            b"<SCRUTINY size=%x flags=ch>" % len(bomb)
+            + bomb
+            + hashlib.md5(bomb).digest()
+        ) * count
+    else:
+        raise ValueError(kind)
+    last = {
+        "cmd": "watchable_update",
+        "reqid": None,
+        "updates": [{"id": IDS[path], "v": marker}],
+    }
+    return data + frame(last)
 
 
 def round_marker(round_index: int) -> float:
@@ -210,11 +263,11 @@ class _Pusher:
                     self.ready.clear()
             conn.close()
 
-    def push(self, round_index: int) -> int:
-        """Send one round; return the bytes sent (0 when no client is there)."""
+    def push(self, round_index: int, data: bytes | None = None) -> int:
+        """Send one round (or ``data``); return the bytes sent (0 when no client is there)."""
         if not self.ready.wait(CONNECT_WAIT):
             return 0
-        data = self.rounds[round_index]
+        data = self.rounds[round_index] if data is None else data
         with self.lock:
             if self.client is None:
                 return 0
@@ -239,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     pusher = _Pusher([round_bytes(index, args.events) for index in range(args.rounds)])
     threading.Thread(target=pusher.accept_forever, daemon=True).start()
     _say(f"port {pusher.port}")
-    for _ in range(args.rounds * 2 + 10):
+    for _ in range(args.rounds * 2 + 100):
         line = sys.stdin.readline()
         words = line.split()
         if not words or words[0] == "quit":
@@ -248,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
             index = int(words[1])
             sent = pusher.push(index) if index < args.rounds else 0
             _say(f"sent {index} {sent}")
+        elif words[0] == "flood" and len(words) == 4 and words[1] in FLOODS:
+            data = flood_bytes(words[1], min(int(words[2]), 100_000), float(words[3]))
+            _say(f"flooded {words[1]} {pusher.push(0, data)}")
         else:
             _say(f"error {line.strip()!r}")
     pusher.server.close()

@@ -57,7 +57,9 @@ async def started(
     meter: MaestroEmulator, recorder: EventRecorder
 ) -> AsyncIterator[GentecSource]:
     """Start a streaming source on the emulator, stopped after the test."""
-    source = GentecSource(meter.device, backoff_min=0.05, backoff_max=0.2)
+    source = GentecSource(
+        meter.device, backoff_min=0.05, backoff_max=0.2, mode_check=0.5
+    )
     await source.async_start(recorder)
     try:
         yield source

@@ -314,3 +314,14 @@ def test_iso_times_with_and_without_offset() -> None:
 def test_what_does_not_parse_is_none(value: object) -> None:
     """Anything else falls back to the arrival time (the caller's choice)."""
     assert payload_time(value, ARRIVAL, LOCAL) is None
+
+
+def test_an_event_over_the_bound_is_dropped_without_keeping_its_lines() -> None:
+    """Many data lines adding up past the bound: dropped (not buffered), the next event delivered."""
+    parser = SseParser(max_line_bytes=1000)
+    events = parser.feed(b"data: 123456789\n" * 500 + b"\ndata: 7\n\n")
+    assert events == [SseEvent("7")]
+    assert parser.dropped_events == 1
+    assert sum(len(part) for part in parser._data) == 0
+    events = parser.feed(b"data: 1\n" * 100 + b"\n")
+    assert len(events) == 1  # within the bound: one event of 100 lines

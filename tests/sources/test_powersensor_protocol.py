@@ -220,7 +220,7 @@ def test_any_grouping_of_lines_into_datagrams_gives_the_same_lines(
 
 
 # --------------------------------------------------------------------------------------------------
-# Mapping (the vendor's translate_raw_message, then our channels)
+# Mapping (the vendor's field rules, then our channels)
 
 
 def test_plug_sample() -> None:
@@ -253,11 +253,24 @@ def test_house_net_sample() -> None:
     }
     assert sample.resets["energy"] == datetime.fromtimestamp(1769972064, UTC)
     assert not sample.uncalibrated and not sample.invalid
-    assert set(sample.translated) == {
-        "average_power",
-        "summation_energy",
-        "battery_level",
-        "radio_signal_quality",
+    # The household view's input: the vendor's two events, as its translation words them.
+    assert sample.household == {
+        "average_power": {
+            "mac": "bcddc247d1f5",
+            "role": "house-net",
+            "starttime_utc": 1772164705,
+            "watts": 992,
+            "duration_s": 30,
+            "via": RELAY,
+        },
+        "summation_energy": {
+            "mac": "bcddc247d1f5",
+            "role": "house-net",
+            "starttime_utc": 1772164705,
+            "summation_joules": -281230401,
+            "summation_resettime_utc": 1769972064,
+            "via": RELAY,
+        },
     }
 
 

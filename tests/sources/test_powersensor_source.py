@@ -36,8 +36,14 @@ from custom_components.instrument_hub.sources.powersensor import (
     PowersensorSource,
 )
 from custom_components.instrument_hub.sources.powersensor.client import PlugLink
-from custom_components.instrument_hub.sources.powersensor.protocol import Report
-from custom_components.instrument_hub.sources.powersensor.source import REPORT_QUEUE
+from custom_components.instrument_hub.sources.powersensor.protocol import (
+    MAX_DATAGRAM,
+    MAX_LINES,
+    BadLine,
+    Report,
+    parse_datagram,
+    parse_line,
+)
 from simulators.powersensor_plugs import PlugNetwork
 from tests.powersensor_net import (
     HOUSE,
@@ -729,17 +735,10 @@ def test_emulator_refuses_other_addresses() -> None:
 
 
 async def test_edges(recorder: EventRecorder, caplog: pytest.LogCaptureFixture) -> None:
-    """A full queue drops (one warning); a failing sink or handler is logged; stopped means quiet."""
+    """A failing sink or handler is logged; stopped means quiet."""
     source = PowersensorSource(PowersensorSettings())
     link = PlugLink(
         "127.0.0.1", on_reports=lambda _l, _r: None, on_bad_line=lambda _l, _b: None
-    )
-    for _ in range(REPORT_QUEUE + 3):
-        source._on_reports(link, [])
-    assert source.diagnostics()["counters"]["dropped_datagrams"] == 3
-    assert (
-        sum("faster than they are handled" in r.getMessage() for r in caplog.records)
-        == 1
     )
 
     def broken(_event: object) -> None:
@@ -756,14 +755,8 @@ async def test_edges(recorder: EventRecorder, caplog: pytest.LogCaptureFixture) 
         assert await source.async_rescan() == 0
     assert "Powersensor discovery failed" in caplog.text
 
-    source._queue = asyncio.Queue()
-    source._queue.put_nowait((link, [Report({"type": "instant_power"})]))
     with patch.object(source, "_handle_report", side_effect=RuntimeError("bug")):
-        worker = asyncio.create_task(source._work())
-        await asyncio.sleep(0.05)
-        worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker
+        source._on_reports(link, [Report({"type": "instant_power"})])
     assert "Error while handling a Powersensor report" in caplog.text
 
     await source.async_stop()
@@ -773,3 +766,142 @@ async def test_edges(recorder: EventRecorder, caplog: pytest.LogCaptureFixture) 
     await source._on_household("from_grid", {"watts": 5})
     assert source.diagnostics()["links"] == []
     assert not source._tasks
+
+
+# --------------------------------------------------------------------------------------------------
+# Cost: bounded work per datagram, no periodic wake-up, no task per report
+
+
+def test_a_datagram_of_many_lines_parses_at_most_max_lines() -> None:
+    """A datagram stuffed with tiny lines costs at most MAX_LINES parses (the rest is one bad line)."""
+    line = b'{"type":"instant_power","device":"plug","mac":"246f280487a4"}\n'
+    data = line * (MAX_DATAGRAM // len(line))
+    with patch(
+        "custom_components.instrument_hub.sources.powersensor.protocol.parse_line",
+        wraps=parse_line,
+    ) as parsed:
+        lines = parse_datagram(data)
+    assert parsed.call_count == MAX_LINES
+    assert len(lines) == MAX_LINES + 1
+    last = lines[-1]
+    assert isinstance(last, BadLine)
+    assert "the rest skipped" in last.reason
+    blank = parse_datagram(b"\n" * MAX_DATAGRAM)
+    assert blank == []
+
+
+async def test_reports_are_handled_in_the_read_callback_without_a_task(
+    recorder: EventRecorder,
+) -> None:
+    """A datagram's readings are emitted before datagram_received returns: no queue, no task."""
+    source = PowersensorSource(PowersensorSettings())
+    source._sink = recorder
+    link = source._new_link("127.0.0.1", None)
+    tasks = len(asyncio.all_tasks())
+    report = json.dumps(
+        {
+            "type": "instant_power",
+            "device": "plug",
+            "mac": PLUG_A,
+            "unit": "W",
+            "starttime": 1.0,
+            "duration": 1.0,
+            "power": 42.0,
+            "current": 0.2,
+            "active_current": 0.1,
+            "reactive_current": 0.1,
+            "voltage": 230.0,
+        }
+    ).encode()
+    link.datagram_received(report + b"\n", ("127.0.0.1", 49476))
+    assert [e.value for e in recorder.of_type(Reading) if e.channel_key == "power"] == [
+        42.0
+    ]
+    assert len(asyncio.all_tasks()) == tasks
+    await source.async_stop()
+
+
+def _liveness_timer(source: PowersensorSource) -> asyncio.TimerHandle | None:
+    return source._liveness
+
+
+async def test_liveness_sleeps_until_the_next_deadline(recorder: EventRecorder) -> None:
+    """While plugs stream, the one liveness timer waits for the earliest deadline, not a second."""
+    now = {"t": 1000.0}
+    source = PowersensorSource(
+        PowersensorSettings(plug_timeout=15.0), clock=lambda: now["t"]
+    )
+    source._sink = recorder
+    link = source._new_link("127.0.0.1", None)
+    report = {
+        "type": "instant_power",
+        "device": "plug",
+        "mac": PLUG_A,
+        "unit": "W",
+        "starttime": 1.0,
+        "duration": 1.0,
+        "power": 1.0,
+        "current": 0.2,
+        "active_current": 0.1,
+        "reactive_current": 0.1,
+        "voltage": 230.0,
+    }
+    loop = asyncio.get_running_loop()
+    link.datagram_received(json.dumps(report).encode(), ("127.0.0.1", 49476))
+    timer = source._liveness
+    assert timer is not None
+    assert 14.9 < timer.when() - loop.time() <= 15.1
+    for second in range(1, 10):
+        now["t"] = 1000.0 + second
+        report["starttime"] = 1.0 + second
+        link.datagram_received(json.dumps(report).encode(), ("127.0.0.1", 49476))
+        assert source._liveness is timer  # reports never re-arm or add timers
+    # Fired early (the plug kept talking): one check, then the timer moves to the new deadline.
+    now["t"] = 1015.1
+    timer.cancel()
+    source._check_liveness()
+    assert source.diagnostics()["counters"]["liveness_checks"] == 1
+    assert source._liveness is not None
+    assert 8.8 < source._liveness.when() - loop.time() <= 9.1
+    assert not recorder.of_type(DeviceLost)
+    # Silent past its deadline: lost, and nothing is present, so no timer is left at all.
+    now["t"] = 1030.0
+    source._liveness.cancel()
+    source._check_liveness()
+    assert recorder.of_type(DeviceLost)
+    assert not source.diagnostics()["devices"]["plug-1"]["present"]
+    assert _liveness_timer(source) is None
+    await source.async_stop()
+
+
+async def test_a_household_step_that_waits_is_dropped_and_reported(
+    recorder: EventRecorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A household step that waits is dropped and logged; the report's readings are out anyway."""
+    source = PowersensorSource(PowersensorSettings())
+    source._sink = recorder
+    link = source._new_link("127.0.0.1", PLUG_A)
+
+    async def waits(_event: object) -> None:
+        await asyncio.sleep(0)
+
+    house = {
+        "type": "instant_power",
+        "device": "sensor",
+        "mac": HOUSE,
+        "role": "house-net",
+        "unit": "w",
+        "starttime": 100,
+        "duration": 30,
+        "power": 500,
+        "summation": 10,
+        "summation_start": 1,
+        "batteryMicrovolt": 3800000,
+        "rssi": -80.0,
+        "raw_rssi": -80,
+    }
+    with patch.object(source._household, "process_average_power_event", waits):
+        link.datagram_received(json.dumps(house).encode(), ("127.0.0.1", 49476))
+    assert "household view waited" in caplog.text
+    assert any(e.channel_key == "power" for e in recorder.of_type(Reading))
+    await source.async_stop()

@@ -99,7 +99,8 @@ SILENCE: Final = 0.5
 MISSES: Final = 2
 """Consecutive unanswered commands that mean the meter is gone."""
 MODE_CHECK: Final = 5.0
-"""Polling: seconds between two checks of the display mode (a head swapped, a mode changed)."""
+"""Seconds between two checks of the display mode (a head swapped, a mode changed), polling or
+streaming (a streaming meter's silence is probed every SILENCE with the shorter ``*VER``)."""
 BACKOFF_MIN: Final = 1.0
 BACKOFF_MAX: Final = 60.0
 JITTER: Final = 0.2
@@ -229,6 +230,7 @@ class GentecSource(Source):
         mode: AcquisitionMode = DEFAULT_MODE,
         gap: float = DEFAULT_GAP,
         max_writes: float = DEFAULT_MAX_WRITES,
+        mode_check: float = MODE_CHECK,
         task_factory: TaskFactory | None = None,
         reply_timeout: float = REPLY_TIMEOUT,
         backoff_min: float = BACKOFF_MIN,
@@ -239,6 +241,7 @@ class GentecSource(Source):
         self.mode = mode
         self.gap = gap
         self.max_writes = max_writes
+        self.mode_check = mode_check
         self._task_factory = task_factory
         self._backoff_min = backoff_min
         self._backoff_max = max(backoff_min, backoff_max)
@@ -393,9 +396,11 @@ class GentecSource(Source):
             if quiet < SILENCE:
                 await self._wait_lost(SILENCE - quiet)
                 continue
-            # Silence is normal (laser off), but a meter that is gone must be noticed.
+            # Silence is normal (laser off), but a meter that is gone must be noticed: one short
+            # question per silence; the display mode only every MODE_CHECK, as when polling.
             await self._with_retries(VER, _accept_version)
-            await self._check_mode()
+            if time.monotonic() - self._last_mode_check >= self.mode_check:
+                await self._check_mode()
             await self._wait_lost(SILENCE)
 
     async def _poll(self) -> None:
@@ -407,7 +412,7 @@ class GentecSource(Source):
                 value = values[-1]
                 if isinstance(value, Value):
                     self._pulse(value.value)
-            if time.monotonic() - self._last_mode_check >= MODE_CHECK:
+            if time.monotonic() - self._last_mode_check >= self.mode_check:
                 await self._check_mode()
             await self._wait_lost(self.gap)
 

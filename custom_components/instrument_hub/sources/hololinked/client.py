@@ -54,6 +54,12 @@ STREAM_HEALTHY_SECONDS: Final = 30.0
 LIVENESS_PATH: Final = "liveness"
 EVENT_STREAM: Final = "text/event-stream"
 _READ_SIZE: Final = 65536
+FEED_BYTES: Final = 4 * 1024
+"""What the parser takes from a read in one go (a read of a busy stream holds everything buffered,
+hundreds of KiB: thousands of events)."""
+STEP_SECONDS: Final = 0.015
+"""How long one loop step may go on delivering a read's events before the loop gets its turn."""
+_CHECK_EVERY: Final = 32
 _NO_BODY: Final = object()
 
 type TaskFactory = Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]]
@@ -328,6 +334,9 @@ class EventStream:
         self._backoff_min = backoff_min
         self._backoff_max = max(backoff_min, backoff_max)
         self._parser = SseParser(max_line_bytes, on_drop=self._on_drop)
+        self._step_started = 0.0
+        self._new_step = True
+        self._clock = time.monotonic
         self._task: asyncio.Task[None] | None = None
         self._warned = False
         self.opened = asyncio.Event()
@@ -417,12 +426,49 @@ class EventStream:
             self.opened.set()
             self.tried.set()
             self.stats.connects += 1
-            async for chunk in response.content.iter_any():
+            # Bounded reads: a busy stream buffers hundreds of HTTP chunks (one per event), and
+            # handing them all over at once is aiohttp's own work in this task's step.
+            async for chunk in response.content.iter_chunked(FEED_BYTES):
                 self.stats.bytes_in += len(chunk)
                 delivered = True
-                for event in self._parser.feed(chunk):
-                    self._deliver(event)
+                await self._feed(chunk)
         return delivered
+
+    async def _feed(self, chunk: bytes) -> None:
+        """Parse and deliver a read, giving the loop its turn every ``STEP_SECONDS`` of work.
+
+        A busy stream's read holds thousands of events; handled in one go they would hold the loop
+        for tens of milliseconds. Slices of ``FEED_BYTES`` bound the parsing between two checks,
+        every ``_CHECK_EVERY`` events bounds the delivering; the loop only yields when the step
+        has really run long, so a normal read is still handled in one step. The next read is often
+        there already (the reader hands it over within the same loop step), so a step's time is
+        counted from its true start: a callback scheduled at the start of a step runs only once
+        the step has ended, and tells that the next read starts a new one.
+        """
+        clock = self._clock
+        if self._new_step:
+            self._begin_step()
+        for start in range(0, len(chunk), FEED_BYTES):
+            events = self._parser.feed(chunk[start : start + FEED_BYTES])
+            for index, event in enumerate(events, start=1):
+                self._deliver(event)
+                if (
+                    index % _CHECK_EVERY == 0
+                    and clock() - self._step_started > STEP_SECONDS
+                ):
+                    await asyncio.sleep(0)
+                    self._begin_step()
+            if clock() - self._step_started > STEP_SECONDS:
+                await asyncio.sleep(0)
+                self._begin_step()
+
+    def _begin_step(self) -> None:
+        self._new_step = False
+        self._step_started = self._clock()
+        asyncio.get_running_loop().call_soon(self._step_ended)
+
+    def _step_ended(self) -> None:
+        self._new_step = True
 
     def _deliver(self, event: SseEvent) -> None:
         try:

@@ -18,13 +18,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
-import json
 import math
 import re
 from typing import Final
 
+from .. import json_wire
+
 DEFAULT_MAX_LINE_BYTES: Final = 1024 * 1024
-"""Longest line kept (one event's JSON); a longer one is skipped without being buffered."""
+"""Longest line kept (one event's JSON); a longer one is skipped without being buffered. The same
+bound holds for an event's data as a whole (all its ``data:`` lines), so memory stays bounded."""
 _BOM: Final = b"\xef\xbb\xbf"
 _KNOWN_FIELDS: Final = frozenset({"data", "event", "id", "retry"})
 
@@ -47,8 +49,9 @@ class SseParser:
     Lines end with CR LF, LF or CR (a CR at the end of a chunk waits for the next chunk's first
     byte). A line that is not UTF-8, is longer than ``max_line_bytes`` or names a field the format
     does not have is reported to ``on_drop`` and taints its event, which is then dropped at the next
-    blank line: the parser resynchronises there and what follows is delivered. An event cut off by
-    the end of the stream is never dispatched (call :meth:`reset` for a new connection).
+    blank line: the parser resynchronises there and what follows is delivered. So is an event whose
+    data lines add up to more than ``max_line_bytes`` (its lines are not kept past that). An event
+    cut off by the end of the stream is never dispatched (call :meth:`reset` for a new connection).
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class SseParser:
         )
         self._at_start = True  # a UTF-8 BOM may open the stream
         self._data: list[str] = []
+        self._data_size = 0
         self._event_type = ""
         self._tainted = False
 
@@ -143,6 +147,15 @@ class SseParser:
             self._drop(f"unknown field {name[:20]!r}", raw[:80])
             return
         if name == "data":
+            if self._tainted:
+                return  # dropped at its end anyway: keep nothing of it
+            self._data_size += len(value) + 1
+            if self._data_size > self._max_line_bytes:
+                self._drop(
+                    f"event data longer than {self._max_line_bytes} bytes", raw[:80]
+                )
+                self._data.clear()
+                return
             self._data.append(value)
         elif name == "event":
             self._event_type = value
@@ -157,6 +170,7 @@ class SseParser:
     def _dispatch(self, events: list[SseEvent]) -> None:
         data, event_type, tainted = self._data, self._event_type, self._tainted
         self._data, self._event_type, self._tainted = [], "", False
+        self._data_size = 0
         if tainted:
             self.dropped_events += 1
             return
@@ -192,7 +206,7 @@ class ThingError:
 def decode_payload(data: str) -> object:
     """Decode an event's data: JSON (NaN and ``null`` stay the Thing's "no value"); PayloadError if not."""
     try:
-        return json.loads(data)
+        return json_wire.loads(data)
     except ValueError as err:
         raise PayloadError(str(err)) from err
 

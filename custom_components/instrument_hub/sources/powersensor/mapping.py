@@ -1,22 +1,27 @@
-"""From the vendor's translated events to channels: what each plug, sensor and the household shows.
+"""From a plug's raw reports to channels: what each plug, sensor and the household shows.
 
-``translate_raw_message`` (powersensor-local) owns the field semantics of a raw report; this module
-turns its events into channel values in Home Assistant's units (kWh, L, %, dBm) and says, per kind
-of device, which channels exist and how they add up for the Energy dashboard. A channel is defined
-the first time a value for it arrives, so an uncalibrated sensor (unit ``U``) never shows a power
-it does not have, and a water sensor never shows watts. No Home Assistant imports.
+The field semantics of a raw report are the vendor's (powersensor-local 2.4.0,
+``xlatemsg.translate_raw_message``): which fields a report needs, which events it gives, how each
+value is rounded. :func:`sample_of` applies them directly, field by field, instead of calling the
+vendor's function and reading its events back: that function builds a dictionary per event through
+generic per-field helpers and cost 80 % of parsing a report. Its results are the same, which
+tests/sources/test_powersensor_translation.py shows for every message type and for generated
+messages against the vendor's function itself. This module then turns the values into Home
+Assistant's units (kWh, L, %, dBm) and says, per kind of device, which channels exist and how they
+add up for the Energy dashboard. A channel is defined the first time a value for it arrives, so an
+uncalibrated sensor (unit ``U``) never shows a power it does not have, and a water sensor never
+shows watts. No Home Assistant imports.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+import functools
 import math
-from typing import Any, Final
-
-from powersensor_local.xlatemsg import translate_raw_message
+from typing import Any, Final, NoReturn
 
 from ...events import ChannelCategory, ChannelDefined, ChannelKind, StateClass, join_key
 
@@ -265,6 +270,11 @@ CHANNELS: Final[Mapping[DeviceType, Mapping[str, ChannelSpec]]] = {
     DeviceType.SENSOR: SENSOR_CHANNELS,
     DeviceType.HOUSEHOLD: HOUSEHOLD_CHANNELS,
 }
+RESETTING: Final[Mapping[DeviceType, frozenset[str]]] = {
+    device_type: frozenset(key for key, spec in specs.items() if spec.resets)
+    for device_type, specs in CHANNELS.items()
+}
+"""Per kind of device, the channels whose definition follows their meter's reset time."""
 
 # The hub device's discrete happenings (event entities on the entry's own device)
 DEVICE_FOUND: Final = "device_found"
@@ -289,10 +299,19 @@ def event_definition(device_key: str, key: str) -> ChannelDefined:
 
 
 def number(value: object) -> float | None:
-    """Return a finite number, None for anything else (a string, a bool, NaN)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """Return a finite number, None for anything else (a string, a bool, NaN, an int beyond float)."""
+    if isinstance(value, float):  # the common case first
+        return value if math.isfinite(value) else None
+    kind = type(value)
+    if kind is not int and (
+        isinstance(value, bool) or not isinstance(value, int | float)
+    ):
         return None
-    return float(value) if math.isfinite(value) else None
+    try:
+        result = float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        return None
+    return result if math.isfinite(result) else None
 
 
 def battery_percent(volts: float) -> float:
@@ -327,63 +346,210 @@ class Sample:
     """The reset time of each resetting meter in ``values``."""
     uncalibrated: bool = False
     invalid: bool = False
-    translated: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """The vendor's events, kept for the household view."""
+    household: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The vendor's ``average_power`` and ``summation_energy`` events of a house mains or solar
+    report, as its ``translate_raw_message`` words them: the household view's input."""
 
 
 class UntranslatableReport(ValueError):
     """A report the vendor's translation refuses (a required field missing or of the wrong type)."""
 
 
-def sample_of(message: Mapping[str, Any], relay_mac: str) -> Sample:
-    """Translate one report (raises UntranslatableReport when it cannot be)."""
-    try:
-        translated: dict[str, dict[str, Any]] = translate_raw_message(
-            dict(message), relay_mac
-        )
-    except (KeyError, TypeError, ValueError) as err:
-        raise UntranslatableReport(f"{type(err).__name__}: {err}") from err
-    raw_mac = message.get("mac")
-    mac = raw_mac.lower() if isinstance(raw_mac, str) else ""
-    role = message.get("role")
-    unit = message.get("unit")
+HOUSEHOLD_ROLES: Final = frozenset({ROLE_HOUSE_NET, ROLE_SOLAR})
+"""The roles whose power and energy feed the household view."""
+
+
+def _refuse(message: Mapping[str, Any], keys: tuple[str, ...]) -> NoReturn:
+    """Refuse a report lacking one of ``keys`` (absent and null alike, as the vendor's ``get``)."""
+    missing = next(key for key in keys if message.get(key) is None)
+    raise UntranslatableReport(f"KeyError: \"Expected key '{missing}' not found\"")
+
+
+def _reset_time(summation_start: Any) -> datetime | None:
+    """Return a meter's reset time (epoch s, rounded as the vendor does) as a datetime."""
+    if type(summation_start) is float or type(summation_start) is int:
+        return _cached_reset_time(summation_start)
+    return timestamp(summation_start)  # not a number: None
+
+
+@functools.lru_cache(maxsize=64, typed=True)
+def _cached_reset_time(summation_start: float) -> datetime | None:
+    """Return a numeric reset time, remembered (it stays the same for months)."""
+    return timestamp(_rounded(summation_start, 0))
+
+
+def _rounded(value: Any, digits: int) -> Any:
+    """Round as the vendor does: floats only, any other value passes unchanged."""
+    return round(value, digits) if type(value) is float else value
+
+
+def _value(value: Any, digits: int) -> float | None:
+    """Return a field's channel value: the vendor's rounding, then a finite number or None."""
+    if type(value) is float:
+        rounded: float = round(value, digits)
+        return rounded if math.isfinite(rounded) else None
+    return number(value)
+
+
+_IDENTITY: Final = ("mac", "starttime")
+_POWER_FIELDS: Final = ("mac", "starttime", "power", "duration")
+_COMPONENTS: Final = (
+    ("current", APPARENT_CURRENT),
+    ("active_current", ACTIVE_CURRENT),
+    ("reactive_current", REACTIVE_CURRENT),
+    ("voltage", VOLTAGE),
+)
+_COMPONENT_FIELDS: Final = tuple(field for field, _key in _COMPONENTS)
+_RADIO_FIELDS: Final = ("mac", "starttime", "duration", "rssi", "raw_rssi")
+
+
+def sample_of(
+    message: Mapping[str, Any], relay_mac: str, skip: Container[str] = ()
+) -> Sample:
+    """Translate one report (raises UntranslatableReport when the vendor's translation would raise).
+
+    The vendor's rules, in its order: ``type`` and ``device`` must be there; an ``instant_power``
+    report in W needs mac, starttime, power and duration (its summation is skipped without
+    ``summation_start``; a plug's also needs current, active_current, reactive_current, voltage); in
+    L its flow needs average_flow and duration and its volume summation_volume and summation_start,
+    either skipped (the volume after the flow) when a field is missing; in U it needs power and
+    duration. Every sensor report also needs batteryMicrovolt (as a number), rssi, raw_rssi and
+    duration. Rounding: W and J to 0 digits, A, V, L and L/min to 3, the average RSSI to 1, the last
+    to 0, the battery to 6 (V), floats only.
+
+    ``skip`` names channels nobody shows (their entities are disabled): their fields are checked as
+    the vendor checks them, but their values are left None instead of being computed.
+    """
+    if "type" not in message or "device" not in message:
+        missing = "type" if "type" not in message else "device"
+        raise UntranslatableReport(f"KeyError: '{missing}'")
+    get = message.get
+    device = message["device"]
+    raw_mac = get("mac")
+    role = get("role")
+    unit = get("unit")
     sample = Sample(
-        mac=mac,
-        device=str(message.get("device")),
-        role=role if isinstance(role, str) else None,
-        starttime=number(message.get("starttime")),
-        duration=number(message.get("duration")),
-        uncalibrated=unit == UNIT_UNCALIBRATED,
-        invalid=unit == UNIT_INVALID,
-        translated=translated,
+        raw_mac.lower() if isinstance(raw_mac, str) else "",
+        str(device),
+        role if isinstance(role, str) else None,
+        number(get("starttime")),
+        number(get("duration")),
+        {},
+        {},
+        unit == UNIT_UNCALIBRATED,
+        unit == UNIT_INVALID,
+        {},
     )
-    values = sample.values
-    if (event := translated.get("average_power")) is not None:
-        values[POWER] = number(event.get("watts"))
-    if (event := translated.get("average_power_components")) is not None:
-        values[APPARENT_CURRENT] = number(event.get("apparent_current"))
-        values[ACTIVE_CURRENT] = number(event.get("active_current"))
-        values[REACTIVE_CURRENT] = number(event.get("reactive_current"))
-        values[VOLTAGE] = number(event.get("volts"))
-    if (event := translated.get("summation_energy")) is not None:
-        joules = number(event.get("summation_joules"))
-        values[ENERGY] = None if joules is None else joules / JOULES_PER_KWH
-        sample.resets[ENERGY] = timestamp(event.get("summation_resettime_utc"))
-    if (event := translated.get("average_flow")) is not None:
-        values[WATER_FLOW] = number(event.get("litres_per_minute"))
-    if (event := translated.get("summation_volume")) is not None:
-        values[WATER_VOLUME] = number(event.get("summation_litres"))
-        sample.resets[WATER_VOLUME] = timestamp(event.get("summation_resettime_utc"))
-    if (event := translated.get("battery_level")) is not None:
-        volts = number(event.get("volts"))
-        values[BATTERY_VOLTAGE] = volts
-        values[BATTERY] = None if volts is None else battery_percent(volts)
-    if (event := translated.get("radio_signal_quality")) is not None:
-        values[AVERAGE_RSSI] = number(event.get("average_rssi"))
-        values[LAST_RSSI] = number(event.get("last_rssi"))
-    if sample.device == DeviceType.SENSOR:
-        values[ROLE] = role_option(role)
+    sensor = device == DeviceType.SENSOR
+    if message["type"] == "instant_power":
+        if unit in ("W", "w"):
+            _power_values(message, sample, device == DeviceType.PLUG, relay_mac, skip)
+        elif unit in ("L", "l"):
+            _water_values(message, sample)
+        elif unit == UNIT_UNCALIBRATED:
+            if None in (get("mac"), get("starttime"), get("power"), get("duration")):
+                _refuse(message, _POWER_FIELDS)
+        if sensor:
+            _sensor_values(message, sample, skip)
+    if sensor:
+        sample.values[ROLE] = role_option(role)
     return sample
+
+
+def _sensor_values(
+    message: Mapping[str, Any], sample: Sample, skip: Container[str]
+) -> None:
+    """Add a sensor's battery and radio link (in every instant_power report of a sensor)."""
+    get = message.get
+    if get("mac") is None or get("starttime") is None:
+        _refuse(message, _IDENTITY)
+    microvolts = get("batteryMicrovolt")
+    if microvolts is None:
+        _refuse(message, ("batteryMicrovolt",))
+    try:
+        volts = round(float(microvolts) / 1000000.0, 6)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise UntranslatableReport(f"{type(err).__name__}: {err}") from err
+    rssi = get("rssi")
+    raw_rssi = get("raw_rssi")
+    if get("duration") is None or rssi is None or raw_rssi is None:
+        _refuse(message, _RADIO_FIELDS)
+    battery = number(volts)
+    values = sample.values
+    values[BATTERY_VOLTAGE] = battery
+    values[BATTERY] = None if battery is None else battery_percent(battery)
+    values[AVERAGE_RSSI] = None if AVERAGE_RSSI in skip else _value(rssi, 1)
+    values[LAST_RSSI] = None if LAST_RSSI in skip else _value(raw_rssi, 0)
+
+
+def _power_values(
+    message: Mapping[str, Any],
+    sample: Sample,
+    plug: bool,
+    relay_mac: str,
+    skip: Container[str],
+) -> None:
+    """Power, energy and (for a plug) the components of a report in W."""
+    get = message.get
+    mac = get("mac")
+    starttime = get("starttime")
+    power = get("power")
+    duration = get("duration")
+    if mac is None or starttime is None or power is None or duration is None:
+        _refuse(message, _POWER_FIELDS)
+    values = sample.values
+    values[POWER] = _value(power, 0)
+    summation = get("summation")
+    summation_start = get("summation_start")
+    if plug:
+        components = [get(field) for field in _COMPONENT_FIELDS]
+        if None in components:
+            _refuse(message, _COMPONENT_FIELDS)
+        for (_field, key), raw in zip(_COMPONENTS, components, strict=True):
+            values[key] = None if key in skip else _value(raw, 3)
+    has_summation = summation is not None and summation_start is not None
+    if has_summation:
+        joules = _value(summation, 0)
+        values[ENERGY] = None if joules is None else joules / JOULES_PER_KWH
+        sample.resets[ENERGY] = _reset_time(summation_start)
+    if not plug and sample.role in HOUSEHOLD_ROLES:
+        # The vendor's events as its household view takes them (a sensor's carry its relay).
+        starttime_utc = _rounded(starttime, 3)
+        household = sample.household
+        household["average_power"] = {
+            "mac": mac,
+            "role": sample.role,
+            "starttime_utc": starttime_utc,
+            "watts": _rounded(power, 0),
+            "duration_s": _rounded(duration, 3),
+            "via": relay_mac,
+        }
+        if has_summation:
+            household["summation_energy"] = {
+                "mac": mac,
+                "role": sample.role,
+                "starttime_utc": starttime_utc,
+                "summation_joules": _rounded(summation, 0),
+                "summation_resettime_utc": _rounded(summation_start, 0),
+                "via": relay_mac,
+            }
+
+
+def _water_values(message: Mapping[str, Any], sample: Sample) -> None:
+    """Flow and volume of a report in L (new firmware only: the vendor skips the old fields)."""
+    get = message.get
+    if get("mac") is None or get("starttime") is None:
+        return
+    flow = get("average_flow")
+    if flow is None or get("duration") is None:
+        return
+    sample.values[WATER_FLOW] = _value(flow, 3)
+    volume = get("summation_volume")
+    summation_start = get("summation_start")
+    if volume is None or summation_start is None:
+        return
+    sample.values[WATER_VOLUME] = _value(volume, 3)
+    sample.resets[WATER_VOLUME] = _reset_time(summation_start)
 
 
 MEASURED: Final = (POWER, WATER_FLOW)

@@ -20,6 +20,8 @@ import json
 import re
 from typing import Any, Final
 
+from .. import json_wire
+
 PORT: Final = 49476
 """The plug API port (UDP and TCP); every client reaches every plug on it."""
 DISCOVER: Final = b"discover()\n"
@@ -29,6 +31,9 @@ MAX_DATAGRAM: Final = 65507
 """The largest UDP payload over IPv4; anything longer cannot be one datagram."""
 MAX_LINE: Final = 16 * 1024
 """The longest line taken as a report (real ones are about 450 bytes)."""
+MAX_LINES: Final = 128
+"""The most lines taken from one datagram (a plug's carries its own report and its sensors'): the
+rest is skipped as one bad line, so one datagram's work stays bounded whatever it holds."""
 EXCERPT_BYTES: Final = 80
 
 _MAC: Final = re.compile(r"[0-9a-f]{12}")
@@ -96,12 +101,27 @@ type Line = Report | SubscriptionNotice | DiscoveryAnswer | BadLine
 
 
 def parse_datagram(data: bytes) -> list[Line]:
-    """Split one datagram into its lines and parse each (blank lines are skipped)."""
+    """Split one datagram into its lines and parse each (blank lines are skipped).
+
+    At most ``MAX_LINES`` lines are parsed; what follows them is one BadLine.
+    """
     if len(data) > MAX_DATAGRAM:
         return [
             BadLine(f"oversized datagram ({len(data)} bytes)", data[:EXCERPT_BYTES])
         ]
-    return [parse_line(raw) for raw in data.splitlines() if raw.strip()]
+    lines: list[Line] = []
+    # filter() skips blank lines without a Python step each (a datagram of 64 KiB of newlines).
+    for raw in filter(bytes.strip, data.splitlines()):
+        if len(lines) == MAX_LINES:
+            lines.append(
+                BadLine(
+                    f"more than {MAX_LINES} lines in one datagram (the rest skipped)",
+                    raw[:EXCERPT_BYTES],
+                )
+            )
+            break
+        lines.append(parse_line(raw))
+    return lines
 
 
 def parse_line(raw: bytes) -> Line:
@@ -113,7 +133,7 @@ def parse_line(raw: bytes) -> Line:
     except UnicodeDecodeError:
         return BadLine("not UTF-8", raw[:EXCERPT_BYTES])
     try:
-        message = json.loads(text)
+        message = json_wire.loads(text)
     except json.JSONDecodeError as err:  # truncated and malformed lines alike
         # (MAX_LINE keeps nesting far below what would raise RecursionError)
         return BadLine(f"not JSON ({err.msg})", raw[:EXCERPT_BYTES])

@@ -1,9 +1,10 @@
 """The Powersensor source: a household's plugs and the sensors they relay, as normalized events.
 
-What comes from the vendor's library: ``translate_raw_message`` (the meaning of every field) and
-``VirtualHousehold`` (net house and solar readings turned into gross grid import/export, solar and
-home figures). What is owned here, because the library's aggregated classes fall short (see the
-reference note): the per-plug UDP transport (``client``), discovery scans, and device liveness.
+What comes from the vendor's library: the meaning of every field (``translate_raw_message``,
+applied by ``mapping.sample_of`` with the same results) and ``VirtualHousehold`` (net house and
+solar readings turned into gross grid import/export, solar and home figures). What is owned here,
+because the library's aggregated classes fall short (see the reference note): the per-plug UDP
+transport (``client``), discovery scans, and device liveness.
 Every device is followed by its own silence timer and comes back by itself whenever it is heard
 again, however long it was away (the library forgets a device after 5 minutes for good).
 
@@ -14,7 +15,14 @@ one stopped relaying it for 1.5 report periods, or is gone) it is re-linked, nev
 report relayed by two plugs (same start time) counts once.
 
 Link: up while at least one plug streams; when the last plug falls silent every entity becomes
-unavailable. Reports are handled in order by one worker task (the household view is async).
+unavailable.
+
+Cost: a datagram is handled where it arrives, in the socket's read callback, in order: no queue and
+no task hop per report (a datagram holds at most ``protocol.MAX_LINES`` reports, so one callback's
+work is bounded, and what the loop cannot take yet waits in the socket's buffer, where the kernel
+bounds it). The household view's coroutines never wait for anything, so they are run to their end
+on the spot. Liveness needs no periodic wake-up: one timer is armed for the moment the next device
+would fall silent too long, and moved on when it fires early.
 """
 
 from __future__ import annotations
@@ -58,7 +66,7 @@ from .mapping import (
     MANUFACTURER,
     MEASURED,
     PLUG_MODEL,
-    ROLE_HOUSE_NET,
+    RESETTING,
     ROLE_MODELS,
     ROLE_SOLAR,
     UNKNOWN_ROLE,
@@ -83,8 +91,8 @@ DEFAULT_SENSOR_TIMEOUT: Final = 120.0
 """Seconds a sensor may stay silent before it is lost (sensors report about every 30 s)."""
 START_TIMEOUT: Final = 5.0
 """Seconds setup waits for the first plug to stream (a scan takes 2 s of that)."""
-REPORT_QUEUE: Final = 2000
-"""Datagrams waiting for the worker; beyond this they are dropped, as the network would."""
+LIVENESS_SLACK: Final = 0.05
+"""Seconds after a device's deadline that the liveness timer fires (one check covers it surely)."""
 LOST_SCAN_MIN: Final = 10.0
 LOST_SCAN_MAX: Final = 300.0
 """While a known plug is missing, scans look for it (it may have a new address) with back-off."""
@@ -134,6 +142,8 @@ class _Device:
     type: DeviceType
     mac: str | None
     role: str = UNKNOWN_ROLE
+    wire_role: str | None = None
+    """The role as the last report spelt it (``role`` is its option name)."""
     present: bool = False
     last_heard: float = 0.0
     via: str | None = None
@@ -153,9 +163,9 @@ class _Counters:
     bad_lines: int = 0
     untranslatable: int = 0
     ignored_reports: int = 0
-    dropped_datagrams: int = 0
     scans: int = 0
     relinks: int = 0
+    liveness_checks: int = 0
 
 
 class PowersensorSource(Source):
@@ -186,13 +196,10 @@ class PowersensorSource(Source):
         self._warned_hosts: set[str] = set()
         self._link_up = False
         self._first_heard = asyncio.Event()
-        self._queue: asyncio.Queue[tuple[PlugLink, list[Report]]] = asyncio.Queue(
-            REPORT_QUEUE
-        )
-        self._worker: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._scan_lock = asyncio.Lock()
         self._liveness: asyncio.TimerHandle | None = None
+        self._liveness_at = 0.0
         self._lost_scan: asyncio.TimerHandle | None = None
         self._lost_scan_delay = settings.lost_scan_min
         self._numbers: dict[DeviceType, int] = {}
@@ -210,7 +217,6 @@ class PowersensorSource(Source):
         self._stopped = False
         for key in (DEVICE_FOUND, DEVICE_LOST):
             self._emit(event_definition(HUB_DEVICE_KEY, key))
-        self._worker = self._task_factory(self._work(), "Powersensor reports")
         hosts: dict[str, str | None] = {
             ip: mac for mac, ip in self._known_plugs.items()
         }
@@ -218,7 +224,6 @@ class PowersensorSource(Source):
             hosts.setdefault(host, None)
         for host, mac in hosts.items():
             await self._open_link(host, mac)
-        self._arm_liveness()
         if self._settings.broadcast_addresses:
             self._spawn(self._scan_and_place(), "Powersensor discovery")
         if not hosts and not self._settings.broadcast_addresses:
@@ -232,6 +237,7 @@ class PowersensorSource(Source):
             raise CannotConnect(
                 f"No Powersensor plug answered within {self._settings.start_timeout:g} s"
             ) from err
+        self._update_lost_scan()
 
     async def async_stop(self) -> None:
         """Unsubscribe from every plug and close every socket; leaves no task or timer."""
@@ -240,9 +246,8 @@ class PowersensorSource(Source):
             if timer is not None:
                 timer.cancel()
         self._liveness = self._lost_scan = None
-        tasks = [task for task in (*self._tasks, self._worker) if task is not None]
+        tasks = list(self._tasks)
         self._tasks.clear()
-        self._worker = None
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -328,8 +333,7 @@ class PowersensorSource(Source):
                 for device in (*self._devices.values(), self._household_device)
             },
             "counters": {
-                **{name: getattr(self._counters, name) for name in _Counters.__slots__},
-                "queued_datagrams": self._queue.qsize(),
+                name: getattr(self._counters, name) for name in _Counters.__slots__
             },
         }
 
@@ -356,15 +360,15 @@ class PowersensorSource(Source):
         return link
 
     def _on_reports(self, link: PlugLink, reports: list[Report]) -> None:
-        """Queue a datagram's reports for the worker (dropped, counted, when it is far behind)."""
+        """Handle a datagram's reports now, in order (a bug in one costs only that one)."""
         self._first_heard.set()
-        try:
-            self._queue.put_nowait((link, reports))
-        except asyncio.QueueFull:
-            self._counters.dropped_datagrams += 1
-            if self._counters.dropped_datagrams == 1:
-                _LOGGER.warning(
-                    "Powersensor reports arrive faster than they are handled; dropping some"
+        for report in reports:
+            try:
+                self._handle_report(link, report)
+            except Exception:
+                _LOGGER.exception(
+                    "Error while handling a Powersensor report: %s",
+                    excerpt(report.message),
                 )
 
     def _on_bad_line(self, link: PlugLink, line: BadLine) -> None:
@@ -452,28 +456,22 @@ class PowersensorSource(Source):
 
     # ------------------------------------------------------------------ reports
 
-    async def _work(self) -> None:
-        """Handle queued datagrams in order, forever (until stopped)."""
-        while True:
-            link, reports = await self._queue.get()
-            for report in reports:
-                try:
-                    await self._handle_report(link, report)
-                except Exception:
-                    # A bug must not end the worker: log it and go on with the next report.
-                    _LOGGER.exception(
-                        "Error while handling a Powersensor report: %s",
-                        excerpt(report.message),
-                    )
-
-    async def _handle_report(self, link: PlugLink, report: Report) -> None:
+    def _handle_report(self, link: PlugLink, report: Report) -> None:
+        raw_mac = report.message.get("mac")
+        # What nobody shows (disabled entities) need not be computed at all.
+        skip = (
+            self._muted_channels.get(raw_mac.lower(), ())
+            if isinstance(raw_mac, str) and self._muted_channels
+            else ()
+        )
         try:
-            sample = sample_of(report.message, link.mac or "")
+            sample = sample_of(report.message, link.mac or "", skip)
         except UntranslatableReport as err:
             self._counters.untranslatable += 1
             self._report_bad(link, str(err), _raw(report))
             return
-        mac = normalize_mac(sample.mac)
+        # A known device's MAC is already in its normal form: no need to normalize it again.
+        mac = sample.mac if sample.mac in self._by_mac else normalize_mac(sample.mac)
         if sample.device not in (DeviceType.PLUG, DeviceType.SENSOR):
             self._counters.ignored_reports += 1  # auxiliary BLE devices and the like
             return
@@ -484,7 +482,7 @@ class PowersensorSource(Source):
         if sample.device == DeviceType.PLUG:
             self._plug_report(link, mac, sample)
         else:
-            await self._sensor_report(link, mac, sample)
+            self._sensor_report(link, mac, sample)
 
     def _plug_report(self, link: PlugLink, mac: str, sample: Sample) -> None:
         if link.mac != mac:
@@ -499,7 +497,7 @@ class PowersensorSource(Source):
             self._emit(LinkUp())
         self._heard(plug, sample)
 
-    async def _sensor_report(self, link: PlugLink, mac: str, sample: Sample) -> None:
+    def _sensor_report(self, link: PlugLink, mac: str, sample: Sample) -> None:
         sensor = self._device(mac, DeviceType.SENSOR)
         now = self._clock()
         relay = link.mac
@@ -517,15 +515,12 @@ class PowersensorSource(Source):
         if sample.role == ROLE_SOLAR and not self._with_solar:
             self._with_solar = True
             self._persist()
-        if (
-            sample.role in (ROLE_HOUSE_NET, ROLE_SOLAR)
-            and HOUSEHOLD_ID not in self._muted
-        ):
-            translated = sample.translated
-            if (event := translated.get("average_power")) is not None:
-                await self._household.process_average_power_event(dict(event))
-            if (event := translated.get("summation_energy")) is not None:
-                await self._household.process_summation_event(dict(event))
+        if sample.household and HOUSEHOLD_ID not in self._muted:
+            household = sample.household
+            if (event := household.get("average_power")) is not None:
+                _run_now(self._household.process_average_power_event(event))
+            if (event := household.get("summation_energy")) is not None:
+                _run_now(self._household.process_summation_event(event))
 
     def _choose_relay(self, sensor: _Device, relay: str | None, now: float) -> None:
         """Re-link a sensor to ``relay`` once its current plug stopped relaying it (or is gone)."""
@@ -550,27 +545,43 @@ class PowersensorSource(Source):
         """Take a new report of ``device``: (re)announce it if needed, then its values."""
         device.last_heard = self._clock()
         device.reports += 1
-        role = role_option(sample.role) if sample.role is not None else device.role
-        if role != device.role:
-            device.role = role
-            if device.present:
-                self._emit(self._device_info(device))
+        if sample.role is not None and sample.role != device.wire_role:
+            device.wire_role = sample.role
+            role = role_option(sample.role)
+            if role != device.role:
+                device.role = role
+                if device.present:
+                    self._emit(self._device_info(device))
+                    self._arm_liveness(device.last_heard)  # the household depends on it
         if not device.present:
             self._found(device)
+            self._arm_liveness(device.last_heard + self._timeout_of(device))
         if device.mac in self._muted:
             return
         self._emit_sample(device, sample)
 
     def _emit_sample(self, device: _Device, sample: Sample) -> None:
-        specs = CHANNELS[device.type]
+        """Define what is new (or whose meter was reset), then emit every value not muted."""
         muted = self._muted_channels.get(device.mac or "", ())
+        resetting = RESETTING[device.type]
+        defined = device.defined
+        resets = sample.resets
+        device_key = device.key
         for key, value in sample.values.items():
-            spec = specs.get(key)
-            if spec is None:
-                continue
-            self._define(device, spec, sample.resets.get(key))
-            if key not in muted:
-                self._reading(device, key, value)
+            known = defined.get(key)
+            if known is None or (
+                key in resetting and known.last_reset != resets.get(key)
+            ):
+                spec = CHANNELS[device.type].get(key)
+                if spec is None:
+                    continue  # not a channel of this kind of device
+                self._define(device, spec, resets.get(key))
+            if key not in muted and (sink := self._sink) is not None:
+                try:
+                    # The catalogue's names are plain (mapping checks join_key(name) == name).
+                    sink(Reading(device_key, key, value))
+                except Exception:
+                    _LOGGER.exception("Event sink failed on a reading of %s", key)
         withheld = sample.uncalibrated or sample.invalid
         for key in MEASURED:
             if withheld and key in device.defined and key not in muted:
@@ -603,7 +614,7 @@ class PowersensorSource(Source):
         self._emit(Reading(device.key, key, value))
 
     async def _on_household(self, event_name: str, payload: dict[str, Any]) -> None:
-        """Show a VirtualHousehold event: the household's gross figures."""
+        """Show a VirtualHousehold event: the household's gross figures (never waits)."""
         reading = household_reading(event_name, payload)
         if reading is None or self._stopped:
             return
@@ -700,22 +711,33 @@ class PowersensorSource(Source):
 
     # ------------------------------------------------------------------ liveness
 
-    def _check_interval(self) -> float:
-        settings = self._settings
-        return min(
-            1.0, max(0.05, min(settings.plug_timeout, settings.sensor_timeout) / 10)
-        )
+    def _timeout_of(self, device: _Device) -> float:
+        if device.type is DeviceType.PLUG:
+            return self._settings.plug_timeout
+        return self._settings.sensor_timeout
 
-    def _arm_liveness(self) -> None:
+    def _arm_liveness(self, deadline: float) -> None:
+        """Make sure a check runs soon after ``deadline`` (clock seconds); never later than one armed."""
         if self._stopped:
             return
+        timer = self._liveness
+        if timer is not None:
+            if self._liveness_at <= deadline:
+                return
+            timer.cancel()
+        self._liveness_at = deadline
+        delay = max(0.0, deadline - self._clock()) + LIVENESS_SLACK
         self._liveness = asyncio.get_running_loop().call_later(
-            self._check_interval(), self._check_liveness
+            delay, self._check_liveness
         )
 
     def _check_liveness(self) -> None:
-        """Lose what has been silent too long; scan for missing plugs; the link goes with the last plug."""
+        """Lose what has been silent too long; scan for missing plugs; the link goes with the last plug.
+
+        Then arm the next check for the earliest moment a present device could be too silent.
+        """
         self._liveness = None
+        self._counters.liveness_checks += 1
         now = self._clock()
         settings = self._settings
         for plug in self._present(DeviceType.PLUG):
@@ -735,6 +757,20 @@ class PowersensorSource(Source):
                     f"no Powersensor plug answered for {settings.plug_timeout:g} s"
                 )
             )
+        self._update_lost_scan()
+        # The household goes with its sensors: checked with them (no deadline of its own).
+        deadlines = [
+            device.last_heard + self._timeout_of(device)
+            for device in self._devices.values()
+            if device.present
+        ]
+        if deadlines:
+            self._arm_liveness(min(deadlines))
+
+    def _update_lost_scan(self) -> None:
+        """While a known plug is missing (or no plug streams), scan for it now and then, backing off."""
+        if self._stopped:
+            return
         missing = (
             any(
                 not device.present
@@ -745,16 +781,15 @@ class PowersensorSource(Source):
         )
         if not missing:
             # Everything is back: the next loss starts scanning soon again.
-            self._lost_scan_delay = settings.lost_scan_min
+            self._lost_scan_delay = self._settings.lost_scan_min
             if self._lost_scan is not None:
                 self._lost_scan.cancel()
                 self._lost_scan = None
-        elif self._lost_scan is None and settings.broadcast_addresses:
+        elif self._lost_scan is None and self._settings.broadcast_addresses:
             delay = self._lost_scan_delay * random.uniform(0.8, 1.2)
             self._lost_scan = asyncio.get_running_loop().call_later(
                 delay, self._scan_for_missing
             )
-        self._arm_liveness()
 
     def _lose_relayed(self, plug: _Device, now: float) -> None:
         """Move a lost plug's sensors to another plug that relays them too, or lose them with it."""
@@ -799,7 +834,11 @@ class PowersensorSource(Source):
         if self._stopped:
             return
         self._lost_scan_delay = min(self._lost_scan_delay * 2, LOST_SCAN_MAX)
-        self._spawn(self._scan_and_place(), "Powersensor discovery")
+        self._spawn(self._scan_then_check(), "Powersensor discovery")
+
+    async def _scan_then_check(self) -> None:
+        await self._scan_and_place()
+        self._update_lost_scan()  # still missing: the next scan, later
 
     # ------------------------------------------------------------------ events
 
@@ -814,3 +853,21 @@ class PowersensorSource(Source):
 
 def _raw(report: Report) -> bytes:
     return repr(report.message).encode("utf-8", "replace")[:EXCERPT_BYTES]
+
+
+def _run_now(step: Coroutine[Any, Any, None]) -> None:
+    """Run one of the household view's coroutines to its end, now.
+
+    ``VirtualHousehold`` is async only because its emitter awaits its subscribers; ours never wait
+    (``_on_household`` only emits events), so each coroutine finishes on its first step. Running it
+    here keeps a report's household figures in the same callback as the report, without a task. A
+    step that did wait (a later library version) is closed and reported, never left pending.
+    """
+    try:
+        step.send(None)
+    except StopIteration:
+        return
+    step.close()
+    raise RuntimeError(
+        "the household view waited for something; its update was dropped"
+    )

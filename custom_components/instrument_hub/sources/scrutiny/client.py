@@ -4,7 +4,8 @@ Nothing polls: the server pushes every status change, and the connection only sp
 silence (an ``echo`` with a deadline, to notice a half-open link). The server greets every
 connection with ``welcome``; a peer that does not is not a Scrutiny server. Responses carry the
 request's ``reqid``; pushes carry ``reqid: null`` and go to ``on_push`` in arrival order. Frames
-larger than ``executor_threshold`` are inflated and parsed in the default executor.
+larger than ``executor_threshold``, or inflating past ``LOOP_INFLATE_BYTES``, are inflated and parsed in
+the default executor.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ import time
 from typing import Any, Final
 
 from ..base import CannotConnect, CommandRejected, CommandTimeout, NotConnected
-from .protocol import Frame, FrameDecoder, MessageError, decode_frame, encode_message
+from .protocol import (
+    LOOP_INFLATE_BYTES,
+    Frame,
+    FrameDecoder,
+    MessageError,
+    MessageTooLargeForLoop,
+    decode_frame,
+    encode_message,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -32,6 +41,9 @@ SILENCE_SECONDS: Final = 30.0
 """Seconds without a byte from the server after which an echo checks the link is still there."""
 ECHO_TIMEOUT: Final = 5.0
 EXECUTOR_THRESHOLD: Final = 65536
+FRAMES_PER_STEP: Final = 256
+"""Frames handled before the reader gives the loop its turn (a busy server's reads come back to back
+without a loop step between them; each frame is a few µs to decode and hand on)."""
 WELCOME: Final = "welcome"
 ERROR: Final = "error"
 
@@ -360,6 +372,7 @@ class ScrutinyConnection:
                 message = await self._decode_async(frame)
                 if message is not None:
                     self._dispatch(message)
+            handled = 0
             while data := await reader.read(READ_SIZE):
                 self.bytes_in += len(data)
                 self._last_received = time.monotonic()
@@ -367,6 +380,10 @@ class ScrutinyConnection:
                     message = await self._decode_async(frame)
                     if message is not None:
                         self._dispatch(message)
+                    handled += 1
+                    if handled >= FRAMES_PER_STEP:
+                        handled = 0
+                        await asyncio.sleep(0)
         except OSError as err:
             reason = _describe(err)
         except Exception as err:
@@ -401,7 +418,15 @@ class ScrutinyConnection:
 
     async def _decode_async(self, frame: Frame) -> dict[str, Any] | None:
         if len(frame.payload) <= self._executor_threshold:
-            return self._decode(frame)
+            # On the loop only while it stays small once inflated (a few KiB can hide megabytes).
+            try:
+                return decode_frame(frame, LOOP_INFLATE_BYTES)
+            except MessageTooLargeForLoop:
+                pass
+            except MessageError as err:
+                self.bad_messages += 1
+                self._on_malformed(str(err), frame.payload[:80])
+                return None
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(None, decode_frame, frame)

@@ -3,6 +3,12 @@
 Pushes and link changes go through one queue that one worker handles in order; what a change needs
 from the server (device info, the loaded SFD, the watchable list, subscriptions) is requested by
 that worker while the connection keeps reading, so responses are never stuck behind it.
+
+Cost bounds: a value update that finds the worker idle and nothing queued is shown at once, in the
+read's own step (no task hop per message); one that must wait behind a request waits in order, and
+once ``MAX_BACKLOG`` messages wait, later values are coalesced to the newest per watchable, so a
+fast stream never grows the backlog without bound. The worker gives the loop its turn every
+``MESSAGES_PER_STEP`` messages.
 """
 
 from __future__ import annotations
@@ -79,12 +85,24 @@ WATCHABLE_LIST_PAGE: Final = 1000
 EARLY_COMPLETIONS: Final = 100
 """Write completions kept for a write whose response has not been handled yet."""
 CSV_EXECUTOR_SAMPLES: Final = 20000
+MAX_BACKLOG: Final = 1000
+"""Messages waiting for the worker (busy with a request) beyond which value updates are coalesced:
+only the newest value per watchable waits, so the backlog stays bounded however fast values come."""
+MESSAGES_PER_STEP: Final = 100
+"""Queued messages the worker handles before it gives the loop its turn."""
 
 
 @dataclass(frozen=True, slots=True)
 class _LinkChange:
     up: bool
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Values:
+    """The newest value of each watchable, gathered while the worker is far behind."""
+
+    updates: dict[str, ValueUpdate]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +156,11 @@ class ScrutinySource(Source):
             backoff_max=backoff_max,
             **extra,
         )
-        self._queue: asyncio.Queue[dict[str, Any] | _LinkChange] = asyncio.Queue()
+        self._queue: asyncio.Queue[dict[str, Any] | _LinkChange | _Values] = (
+            asyncio.Queue()
+        )
+        self._busy = False
+        self._coalescing: _Values | None = None
         self._worker: asyncio.Task[None] | None = None
         self._sink: EventSink | None = None
         self._status: ServerStatus | None = None
@@ -158,6 +180,7 @@ class ScrutinySource(Source):
         self._counters: dict[str, int] = {
             "status_updates": 0,
             "value_updates": 0,
+            "coalesced_updates": 0,
             "unknown_ids": 0,
             "writes": 0,
             "writes_failed": 0,
@@ -192,6 +215,8 @@ class ScrutinySource(Source):
                     raise
         self._fail_writes("the Scrutiny source was stopped")
         self._queue = asyncio.Queue()
+        self._busy = False
+        self._coalescing = None
 
     async def async_write(
         self, device_key: str, channel_key: str, value: object
@@ -313,25 +338,63 @@ class ScrutinySource(Source):
     # ------------------------------------------------------------------ connection callbacks
 
     def _on_push(self, message: dict[str, Any]) -> None:
-        if message.get("cmd") == "inform_write_completion":
+        cmd = message.get("cmd")
+        if cmd == "inform_write_completion":
             # Resolved at once (not queued): a write waits for it while the worker may be busy.
             self._write_completed(message)
             return
-        self._queue.put_nowait(message)
+        if cmd == "watchable_update":
+            if not self._busy and self._queue.empty():
+                # Nothing waits before it: shown now, in the read's own step (no task hop).
+                self._values(parse_updates(message))
+                return
+            if self._queue.qsize() >= MAX_BACKLOG:
+                self._coalesce(message)
+                return
+        self._enqueue(message)
 
     def _on_link(self, up: bool, reason: str) -> None:
         if not up:
             self._fail_writes(f"lost the connection: {reason}")
-        self._queue.put_nowait(_LinkChange(up, reason))
+        self._enqueue(_LinkChange(up, reason))
+
+    def _enqueue(self, item: dict[str, Any] | _LinkChange) -> None:
+        self._coalescing = None  # later values must not overtake this message
+        self._queue.put_nowait(item)
+
+    def _coalesce(self, message: Mapping[str, Any]) -> None:
+        """Keep only the newest value per watchable while the worker is far behind (memory bound)."""
+        pending = self._coalescing
+        if pending is None:
+            pending = self._coalescing = _Values({})
+            self._queue.put_nowait(pending)
+        for update in parse_updates(message):
+            if update.server_id in pending.updates:
+                self._counters["coalesced_updates"] += 1
+            pending.updates[update.server_id] = update
 
     # ------------------------------------------------------------------ the worker
 
     async def _process_queue(self) -> None:
+        handled = 0
         while True:
+            if self._queue.empty():
+                self._busy = False
             item = await self._queue.get()
+            self._busy = True
+            handled += 1
+            if handled >= MESSAGES_PER_STEP:
+                handled = 0
+                await asyncio.sleep(
+                    0
+                )  # a long backlog: the loop gets its turn between steps
             try:
                 if isinstance(item, _LinkChange):
                     await self._link_changed(item)
+                elif isinstance(item, _Values):
+                    if item is self._coalescing:
+                        self._coalescing = None
+                    self._values(list(item.updates.values()))
                 else:
                     await self._handle(item)
             except SourceError as err:
