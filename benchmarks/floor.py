@@ -70,9 +70,12 @@ class ProbeSensor(SensorEntity):
         self.async_write_ha_state()
 
 
-async def _setup_floor_entry(hass: HomeAssistant) -> ProbeSensor:
-    """Set up a config entry of a mock integration whose sensor platform adds one ProbeSensor."""
-    sensor = ProbeSensor()
+async def setup_plain_sensors(hass: HomeAssistant, sensors: list[SensorEntity]) -> None:
+    """Set up a config entry of a mock integration whose sensor platform adds ``sensors``.
+
+    Used inside ``mock_config_flow(DOMAIN, ProbeConfigFlow)``: what any push integration's entry
+    does, so rows can compare the integration with plain entities in the same ``hass``.
+    """
 
     async def async_setup_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
         await hass.config_entries.async_forward_entry_setups(entry, [Platform.SENSOR])
@@ -86,7 +89,7 @@ async def _setup_floor_entry(hass: HomeAssistant) -> ProbeSensor:
     async def async_setup_platform_entry(
         hass: HomeAssistant, entry: ConfigEntry, async_add_entities: AddEntitiesCallback
     ) -> None:
-        async_add_entities([sensor])
+        async_add_entities(sensors)
 
     mock_integration(
         hass,
@@ -109,8 +112,14 @@ async def _setup_floor_entry(hass: HomeAssistant) -> ProbeSensor:
         not await hass.config_entries.async_setup(entry.entry_id)
         or entry.state is not ConfigEntryState.LOADED
     ):
-        raise BenchError(f"the floor's config entry did not load: {entry.state}")
+        raise BenchError(f"the plain sensors' config entry did not load: {entry.state}")
     await hass.async_block_till_done()
+
+
+async def _setup_floor_entry(hass: HomeAssistant) -> ProbeSensor:
+    """Set up the floor's entry: one ProbeSensor."""
+    sensor = ProbeSensor()
+    await setup_plain_sensors(hass, [sensor])
     if sensor.entity_id != ENTITY_ID or hass.states.get(ENTITY_ID) is None:
         raise BenchError(f"the floor sensor is {sensor.entity_id}, not {ENTITY_ID}")
     return sensor

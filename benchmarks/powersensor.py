@@ -45,9 +45,21 @@ import random
 import statistics
 from typing import Any, Final
 
+from homeassistant.components.sensor import (
+    SensorDeviceClass,
+    SensorEntity,
+    SensorStateClass,
+)
 from homeassistant.config_entries import ConfigEntryState
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+from homeassistant.const import UnitOfEnergy, UnitOfPower
+from homeassistant.helpers.device_registry import DeviceInfo
+import orjson
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    mock_config_flow,
+)
 
+from .floor import DOMAIN as FLOOR_DOMAIN, ProbeConfigFlow, setup_plain_sensors
 from .harness import (
     HelperProcess,
     StateWrites,
@@ -275,6 +287,124 @@ async def powersensor_source_only(settings: Settings) -> Measurement:
             "(disabled-by-default channels muted, as in Home Assistant)",
             f"a receiver that only counts the datagrams: "
             f"{statistics.median(bare[WARMUP_ROUNDS:]):.1f} µs",
+        ],
+    )
+
+
+class _PlainPower(SensorEntity):
+    """The plug's power as a minimal integration would show it."""
+
+    _attr_has_entity_name = True
+    _attr_name = "Power"
+    _attr_should_poll = False
+    _attr_device_class = SensorDeviceClass.POWER
+    _attr_state_class = SensorStateClass.MEASUREMENT
+    _attr_native_unit_of_measurement = UnitOfPower.WATT
+    _attr_unique_id = "bench-plain-plug-power"
+    _attr_device_info = DeviceInfo(
+        identifiers={(FLOOR_DOMAIN, "plain-plug")}, name="Plain plug"
+    )
+
+
+class _PlainEnergy(SensorEntity):
+    """The plug's energy counter as a minimal integration would show it."""
+
+    _attr_has_entity_name = True
+    _attr_name = "Energy"
+    _attr_should_poll = False
+    _attr_device_class = SensorDeviceClass.ENERGY
+    _attr_state_class = SensorStateClass.TOTAL_INCREASING
+    _attr_native_unit_of_measurement = UnitOfEnergy.KILO_WATT_HOUR
+    _attr_unique_id = "bench-plain-plug-energy"
+    _attr_device_info = DeviceInfo(
+        identifiers={(FLOOR_DOMAIN, "plain-plug")}, name="Plain plug"
+    )
+
+
+class _PlainClient(asyncio.DatagramProtocol):
+    """A 30-line Powersensor client: subscribe, decode each line, write power and energy.
+
+    No validation, no device model, no liveness, no translation: the least any client does per
+    datagram, so the row says what of the end-to-end figure is the protocol's and Home Assistant's.
+    """
+
+    def __init__(self, power: _PlainPower, energy: _PlainEnergy) -> None:
+        self.power = power
+        self.energy = energy
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        transport.sendto(b"subscribe(60)\n")
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        for line in data.splitlines():
+            report = orjson.loads(line)
+            if report.get("type") != "instant_power" or "power" not in report:
+                continue
+            self.power._attr_native_value = report["power"]  # noqa: SLF001
+            self.power.async_write_ha_state()
+            self.energy._attr_native_value = report["summation"] / 3_600_000  # noqa: SLF001
+            self.energy.async_write_ha_state()
+
+
+@row(
+    "powersensor-plain",
+    "powersensor: datagram -> state, a minimal asyncio client (2 plain sensors)",
+    source="powersensor",
+)
+async def powersensor_plain_client(settings: Settings) -> Measurement:
+    """CPU per plug report of the same rounds into ``_PlainClient`` in the same kind of hass."""
+    rounds = WARMUP_ROUNDS + settings.repeats
+    if rounds > MAX_ROUNDS:
+        raise BenchError(f"at most {MAX_ROUNDS - WARMUP_ROUNDS} repeats")
+    events = settings.events
+    host = _loopback_host(13)
+    power, energy = _PlainPower(), _PlainEnergy()
+    samples: list[float] = []
+    written: list[int] = []
+    pusher = await _start_pusher(host, events=events, rounds=rounds)
+    try:
+        with mock_config_flow(FLOOR_DOMAIN, ProbeConfigFlow):
+            async with bench_hass() as hass:
+                await setup_plain_sensors(hass, [power, energy])
+                assert power.entity_id is not None
+                assert energy.entity_id is not None
+                loop = asyncio.get_running_loop()
+                transport, _client = await loop.create_datagram_endpoint(
+                    functools.partial(_PlainClient, power, energy),
+                    remote_addr=(host, 49476),
+                )
+                writes = StateWrites(hass, [power.entity_id, energy.entity_id])
+                try:
+                    for round_index in range(rounds):
+                        await settle(hass)
+                        writes.arm(
+                            power.entity_id, numeric_state_is(round_marker(round_index))
+                        )
+                        begin = cpu_ns()
+                        await pusher.send(f"go {round_index}")
+                        end = await writes.wait(_round_timeout(events))
+                        answer = (await pusher.read_line(STARTUP_TIMEOUT)).split()
+                        if answer[:2] != ["sent", str(round_index)]:
+                            raise BenchError(
+                                f"the pusher answered {' '.join(answer)!r}"
+                            )
+                        if round_index < WARMUP_ROUNDS:
+                            continue
+                        samples.append((end - begin) / events / 1000)
+                        written.append(writes.count)
+                finally:
+                    writes.close()
+                    transport.close()
+    finally:
+        await pusher.stop()
+    total = sum(written)
+    return Measurement(
+        samples,
+        [
+            f"states {total} for {events * settings.repeats} reports "
+            f"({total / (events * settings.repeats):.2f} per report)",
+            "orjson per line, two async_write_ha_state per report, nothing else",
         ],
     )
 
