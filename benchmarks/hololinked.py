@@ -47,10 +47,17 @@ from unittest.mock import patch
 import aiohttp
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.resolver import ThreadedResolver
+from homeassistant.components.sensor import SensorEntity, SensorStateClass
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import Event, EventStateChangedData, callback
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+from homeassistant.helpers.device_registry import DeviceInfo
+import orjson
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    mock_config_flow,
+)
 
+from .floor import DOMAIN as FLOOR_DOMAIN, ProbeConfigFlow, setup_plain_sensors
 from .harness import (
     HelperProcess,
     StateWrites,
@@ -61,10 +68,13 @@ from .harness import (
     wait_for_states,
 )
 from .hololinked_stream import (
+    DATA_POINT,
     DATA_POINT_ENTITY,
     ENERGY_ENTITY,
     FLOODS,
+    PATHS,
     PULSES_ENTITY,
+    STATISTICS,
     THING_ID,
     parser_stream,
 )
@@ -235,6 +245,105 @@ async def _pipeline(settings: Settings, rate: float, count: int) -> Measurement:
             f"{count} data points + {count} statistics per round",
             f"event entity fired {len(latencies_ms)}/{count * settings.repeats}",
             f"{sum(written)} state writes",
+        ],
+    )
+
+
+class _PlainSensor(SensorEntity):
+    """A pushed number as a minimal integration would show it."""
+
+    _attr_has_entity_name = True
+    _attr_should_poll = False
+    _attr_state_class = SensorStateClass.MEASUREMENT
+
+    def __init__(self, name: str) -> None:
+        self._attr_name = name
+        self._attr_unique_id = f"bench-plain-meter-{name.lower()}"
+        self._attr_device_info = DeviceInfo(
+            identifiers={(FLOOR_DOMAIN, "plain-meter")}, name="Plain meter"
+        )
+
+
+async def _plain_stream(
+    session: aiohttp.ClientSession,
+    url: str,
+    sensor: _PlainSensor,
+    field: str,
+    opened: asyncio.Event,
+) -> None:
+    """Read one SSE stream line by line; each ``data:`` line's ``field`` is written to ``sensor``."""
+    async with session.get(url, timeout=aiohttp.ClientTimeout(total=None)) as response:
+        opened.set()
+        async for line in response.content:
+            if line.startswith(b"data:"):
+                sensor._attr_native_value = orjson.loads(line[5:])[field]  # noqa: SLF001
+                sensor.async_write_ha_state()
+
+
+@row(
+    "hololinked-plain",
+    "hololinked: push -> state, a minimal aiohttp SSE client (100 ev/s each)",
+    source="hololinked",
+)
+async def hololinked_plain_client(settings: Settings) -> Measurement:
+    """CPU per pushed event of the same paced rounds into a minimal client: what any client pays."""
+    count = min(settings.events, MAX_ROUND_EVENTS)
+    rounds = WARMUP_ROUNDS + settings.repeats
+    energy, average = _PlainSensor("Energy"), _PlainSensor("Average")
+    samples: list[float] = []
+    written: list[int] = []
+    pusher, port = await _start_pusher()
+    try:
+        with mock_config_flow(FLOOR_DOMAIN, ProbeConfigFlow):
+            async with bench_hass() as hass, aiohttp.ClientSession() as session:
+                await setup_plain_sensors(hass, [energy, average])
+                assert energy.entity_id is not None
+                assert average.entity_id is not None
+                base = f"http://127.0.0.1:{port}/{THING_ID}"
+                opened = [asyncio.Event(), asyncio.Event()]
+                readers = [
+                    asyncio.create_task(
+                        _plain_stream(session, f"{base}/{path}", sensor, field, event)
+                    )
+                    for path, sensor, field, event in (
+                        (PATHS[DATA_POINT], energy, "energy", opened[0]),
+                        (PATHS[STATISTICS], average, "avg", opened[1]),
+                    )
+                ]
+                writes = StateWrites(hass, [energy.entity_id, average.entity_id])
+                try:
+                    async with asyncio.timeout(STARTUP_TIMEOUT):
+                        for event in opened:
+                            await event.wait()
+                    for index in range(rounds):
+                        await settle(hass)
+                        writes.arm(
+                            average.entity_id, numeric_state_is(-float(index + 1))
+                        )
+                        begin = cpu_ns()
+                        await pusher.send(f"go {index} {count} {RATE}")
+                        end = await writes.wait(30 + count / RATE)
+                        answer = (await pusher.read_line(STARTUP_TIMEOUT)).split()
+                        if answer != ["sent", str(index), str(count)]:
+                            raise BenchError(
+                                f"the pusher answered {' '.join(answer)!r}"
+                            )
+                        if index >= WARMUP_ROUNDS:
+                            samples.append((end - begin) / (2 * count) / 1000)
+                            written.append(writes.count)
+                finally:
+                    writes.close()
+                    for reader in readers:
+                        reader.cancel()
+                    await asyncio.gather(*readers, return_exceptions=True)
+    finally:
+        await pusher.stop()
+    return Measurement(
+        samples,
+        [
+            f"{count} data points + {count} statistics per round",
+            f"{sum(written)} state writes (one per event)",
+            "aiohttp line iteration + orjson, async_write_ha_state per event, nothing else",
         ],
     )
 
