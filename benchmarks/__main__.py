@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Sequence
 import logging
 import os
+from pathlib import Path
 import platform
 import sys
 from typing import Final
@@ -60,6 +61,11 @@ def _parse_args(argv: Sequence[str] | None, rows: Sequence[Row]) -> argparse.Nam
         choices=[entry.key for entry in rows if not entry.floor],
         help="run only this row (repeatable); the floor always runs",
     )
+    parser.add_argument(
+        "--markdown",
+        metavar="FILE",
+        help="also write the table as Markdown to FILE (what the README's Performance section quotes)",
+    )
     args = parser.parse_args(argv)
     if args.events is None:
         args.events = QUICK_EVENTS if args.quick else DEFAULT_EVENTS
@@ -93,6 +99,17 @@ def _table(lines: list[list[str]]) -> str:
     return "\n".join(out)
 
 
+def _markdown(header: str, lines: list[list[str]]) -> str:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    out = [header, "", "| " + " | ".join(lines[0]) + " |", "|---|---:|---:|---:|---|"]
+    out.extend(
+        "| " + " | ".join(cell(text) for text in line) + " |" for line in lines[1:]
+    )
+    return "\n".join(out) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the rows, print the header and the table; 1 when a row could not measure."""
     logging.basicConfig(
@@ -110,14 +127,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     out = sys.stdout
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    out.write(
+    header = (
         f"Home Assistant {HA_VERSION} · Python {platform.python_version()} "
         f"({platform.python_implementation()}) · {os.cpu_count()} CPUs"
         + (f" ({usable} usable)" if usable is not None else "")
         + f" · asyncio debug off · {settings.events} events × {settings.repeats} repeats"
         + (" (quick)" if settings.quick else "")
-        + "\n"
     )
+    out.write(header + "\n")
     for note in environment_notes():
         out.write(f"note: {note}\n")
     out.flush()
@@ -150,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ]
         )
     out.write(_table(lines) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(_markdown(header, lines), encoding="utf-8")
     return 1 if failed else 0
 
 
