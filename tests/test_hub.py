@@ -7,11 +7,13 @@ a user would: states, attributes, availability, the device and entity registries
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime
 import logging
 import math
 import os
 from pathlib import Path
+import shutil
 from typing import Any
 from unittest.mock import patch
 
@@ -52,7 +54,11 @@ from pytest_homeassistant_custom_component.typing import (
 from syrupy.assertion import SnapshotAssertion
 from syrupy.filters import props
 
-from custom_components.instrument_hub.blob_store import create_spool_file, spool_folder
+from custom_components.instrument_hub.blob_store import (
+    FileStoreSettings,
+    create_spool_file,
+    spool_folder,
+)
 from custom_components.instrument_hub.const import DOMAIN
 from custom_components.instrument_hub.events import (
     CONNECTION_MAC,
@@ -1185,3 +1191,83 @@ async def test_entities_over_the_entry_limit_are_withheld_and_reported(
         await _settle(hass, entry)
         hub = entry.runtime_data
         assert len(hub.withheld) == 30 - len(shown) - 10
+
+
+async def test_files_are_saved_and_a_refused_save_says_why(
+    hass: HomeAssistant,
+    fake_kind: FakeKind,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With file saving on, the event names the saved file; a channel folder that is a file: why."""
+    folder = tmp_path / "files"
+    settings = FileStoreSettings(folder=folder, max_bytes=1 << 20, keep=10)
+    with patch.object(FakeKind, "file_settings", return_value=settings):
+        entry, source = await _setup(hass, fake_kind)
+        log = _entity_id(hass, "event", "aabbccddeeff:log")
+        source.push(Reading("plug-1", "log", BlobData(b"a,b\n", ".csv", 4)))
+        await _settle(hass, entry)
+        state = hass.states.get(log)
+        assert state is not None
+        saved = Path(state.attributes["path"])
+        assert saved.is_relative_to(folder)
+        assert saved.read_bytes() == b"a,b\n"
+        assert "reason" not in state.attributes
+
+        # The channel's folder is now a file: nothing can be written beneath it.
+        shutil.rmtree(saved.parent)
+        saved.parent.write_bytes(b"in the way")
+        source.push(Reading("plug-1", "log", BlobData(b"c,d\n", ".csv", 4)))
+        source.push(Reading("plug-1", "log", BlobData(b"e,f\n", ".csv", 4)))
+        await _settle(hass, entry)
+        state = hass.states.get(log)
+        assert state is not None
+        assert state.attributes["path"] is None
+        assert state.attributes["reason"] == "not a folder: log"
+        assert saved.parent.read_bytes() == b"in the way"  # nothing overwritten
+        warnings = [
+            record
+            for record in caplog.records
+            if record.levelno == logging.WARNING
+            and "not a folder" in record.getMessage()
+        ]
+        assert len(warnings) == 1  # once per channel, not per file
+
+
+async def test_a_device_lost_twice_is_logged_once_and_a_new_hardware_id_keeps_its_identity(
+    hass: HomeAssistant,
+    fake_kind: FakeKind,
+    device_registry: dr.DeviceRegistry,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Repeated losses log once; a device whose hardware id changes keeps its device and entities."""
+    caplog.set_level(logging.INFO, logger="custom_components.instrument_hub.hub")
+    entry, source = await _setup(hass, fake_kind)
+    relayed_power = _entity_id(hass, "sensor", "112233445566:power")
+    source.push(DeviceLost("sensor-1", "out of range"))
+    source.push(DeviceLost("sensor-1", "still out of range"))
+    source.push(DeviceLost("no-such-device", "never seen"))
+    await _settle(hass, entry)
+    assert state_of(hass, relayed_power) == STATE_UNAVAILABLE
+    logged = [r.getMessage() for r in caplog.records if r.name.endswith(".hub")]
+    assert sum("Mains sensor is unavailable" in line for line in logged) == 1
+    assert not any("never seen" in line for line in logged)
+
+    source.push(dataclasses.replace(RELAYED, hardware_id="ffeeddccbbaa"))
+    await _settle(hass, entry)
+    assert state_of(hass, relayed_power) == "-250.0"
+    device = device_registry.async_get_device_by_identifier(
+        (DOMAIN, "112233445566"), entry.entry_id
+    )
+    assert device is not None
+    assert relayed_power in {
+        entity.entity_id
+        for entity in er.async_entries_for_device(er.async_get(hass), device.id)
+    }
+    assert (
+        device_registry.async_get_device_by_identifier(
+            (DOMAIN, "ffeeddccbbaa"), entry.entry_id
+        )
+        is None
+    )
+    assert _entity_id(hass, "sensor", "112233445566:power") == relayed_power
