@@ -66,7 +66,6 @@ from .protocol import (
     DelProperty,
     IndiElement,
     ServerMessage,
-    SetMember,
     SetVector,
     VectorKind,
     enable_blob,
@@ -582,21 +581,24 @@ class IndiSource(Source):
         changed: list[Member] = []
         members = vector.members
         number = vector.kind is VectorKind.NUMBER
+        light = vector.kind is VectorKind.LIGHT
         for given in update.members:
             member = members.get(given.name)
             if member is None:
                 self._counters.unknown_members += 1
                 continue
+            value = given.value
             if number:
-                parsed = parse_number(given.value)
+                parsed = parse_number(value)
                 if parsed is None:
                     self._counters.unparsable_values += 1
                     continue
                 member.number = parsed
-            elif not self._usable_value(vector, given):
+            elif light and value.lower() not in LIGHT_OPTIONS:
+                # A light state INDI does not define (numbers are checked as they are parsed).
                 self._counters.unparsable_values += 1
                 continue
-            member.value = given.value
+            member.value = value
             changed.append(member)
         if vector.exclusive and any(member.is_on for member in changed):
             # The rule allows one member On: a set naming only that one implies the rest are Off.
@@ -606,13 +608,6 @@ class IndiSource(Source):
                     member.value = SWITCH_OFF
                     changed.append(member)
         return changed
-
-    @staticmethod
-    def _usable_value(vector: Vector, given: SetMember) -> bool:
-        """Return False for a light state INDI does not define (numbers are checked as they are parsed)."""
-        if vector.kind is VectorKind.LIGHT:
-            return given.value.lower() in LIGHT_OPTIONS
-        return True
 
     def _open_blob(
         self, device: str, vector: str, member: str, fmt: str, _size: int | None
@@ -757,7 +752,10 @@ class IndiSource(Source):
 
     def _send_quietly(self, data: bytes) -> None:
         """Send a request whose loss does not matter (it is repeated after a reconnect)."""
-        if not self._connection.send_nowait(data):
+        if not self._connection.send_nowait(data) and _LOGGER.isEnabledFor(
+            logging.DEBUG
+        ):
+            # The excerpt only when it is logged: a disconnected device's CONNECTION sets come here.
             _LOGGER.debug("Not sent while disconnected: %s", excerpt(data))
 
     # ------------------------------------------------------------------ commands
