@@ -29,9 +29,10 @@ each restart moves forward), so the caller bounds a loop callback by the size of
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 import logging
 import re
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 from xml.parsers import expat
 
 from .protocol import (
@@ -398,22 +399,27 @@ class IndiStreamParser:
             else:
                 self._text = []
         elif depth == 1:
-            self._begin(name, attributes)
+            # A top-level element begins (inline: once per element).
+            self._start = self._expat.CurrentByteIndex + self._base
+            self._attributes = attributes
+            self._members = []
+            self._blob_chars = 0
+            self._blob_members = False
+            if (kind := _SET_KINDS.get(name)) is not None:
+                self._mode = _SET
+                self._kind = kind
+                self._member_tag = _SET_MEMBER_TAGS[kind]
+                self._blob_members = (
+                    kind is VectorKind.BLOB and self._open_blob is not None
+                )
+            else:
+                self._begin(name)
         elif name in TOP_LEVEL_TAGS:
             raise _Truncated(self._position())
 
-    def _begin(self, name: str, attributes: dict[str, str]) -> None:
-        self._start = int(self._expat.CurrentByteIndex) + self._base
-        self._attributes = attributes
-        self._members = []
-        self._blob_chars = 0
-        self._blob_members = False
-        if (kind := _SET_KINDS.get(name)) is not None:
-            self._mode = _SET
-            self._kind = kind
-            self._member_tag = _SET_MEMBER_TAGS[kind]
-            self._blob_members = kind is VectorKind.BLOB and self._open_blob is not None
-        elif (kind := _DEF_KINDS.get(name)) is not None:
+    def _begin(self, name: str) -> None:
+        """Begin any other top-level element: a definition, deletion, message or ignored tag."""
+        if (kind := _DEF_KINDS.get(name)) is not None:
             self._mode = _DEF
             self._kind = kind
             self._member_tag = _DEF_MEMBER_TAGS[kind]
@@ -506,8 +512,19 @@ class IndiStreamParser:
     def _build_set(self) -> SetVector:
         kind = self._kind
         assert kind is not None
-        members: list[SetMember] = []
-        if self._blob_members:
+        members: list[SetMember]
+        if kind is not VectorKind.TEXT and kind is not VectorKind.BLOB:
+            # Numbers, switches and lights (almost every element): a token, its layout whitespace stripped.
+            tag = self._member_tag
+            members = [
+                SetMember(
+                    attributes.get("name") or _no_member_name(tag),
+                    "".join(parts).strip(),
+                )
+                for attributes, parts in self._members
+            ]
+        elif self._blob_members:
+            members = []
             for attributes, receiver in self._members:
                 members.append(
                     SetMember(
@@ -519,6 +536,7 @@ class IndiStreamParser:
                     )
                 )
         else:
+            members = []
             token = kind is not VectorKind.TEXT
             blob = kind is VectorKind.BLOB  # collected as text: no receiver was given
             for attributes, parts in self._members:
@@ -544,13 +562,24 @@ class IndiStreamParser:
         if timeout_text is not None:
             cached = _TIMEOUTS.get(timeout_text, _UNKNOWN)
             timeout = _parse_timeout(timeout_text) if cached is _UNKNOWN else cached
+        stamp = attributes.get("timestamp")
+        timestamp = None
+        if stamp:
+            # parse_timestamp's common case inline: ISO-8601 without a zone (UTC).
+            try:
+                timestamp = datetime.fromisoformat(stamp)
+            except ValueError:
+                timestamp = parse_timestamp(stamp)
+            else:
+                if timestamp.tzinfo is None:
+                    timestamp = timestamp.replace(tzinfo=UTC)
         return SetVector(
             kind,
             device,
             name,
             attributes.get("state") or None,
             timeout,  # type: ignore[arg-type]
-            parse_timestamp(attributes.get("timestamp")),
+            timestamp,
             attributes.get("message") or None,
             tuple(members),
         )
@@ -618,6 +647,10 @@ def _member_name(attributes: dict[str, str], tag: str | None) -> str:
     if not name:
         raise _missing_member_name(tag)
     return name
+
+
+def _no_member_name(tag: str | None) -> NoReturn:
+    raise _missing_member_name(tag)
 
 
 def _missing_member_name(tag: str | None) -> ProtocolError:
