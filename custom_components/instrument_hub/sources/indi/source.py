@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 import functools
 import logging
+from math import isfinite
 from pathlib import Path
 from typing import Any, Final
 
@@ -562,19 +563,35 @@ class IndiSource(Source):
         attributes = vector.state_attributes()
         timestamp = update.timestamp
         name = device.name
-        emit = self._emit
+        # Straight to the sink unless events wait behind a BLOB (nothing here can start such a wait).
+        sink = None if self._waiting else self._sink
         for given in update.members:
             member = members.get(given.name)
             if member is None:
                 self._counters.unknown_members += 1
                 continue
-            number = parse_number(given.value)
+            value = given.value
+            # parse_number's common case inline (a plain decimal); sexagesimal and the rest go to it.
+            try:
+                number: float | None = float(value)
+            except ValueError:
+                number = parse_number(value)
+            else:
+                if not isfinite(number):  # type: ignore[arg-type]
+                    number = None
             if number is None:
                 self._counters.unparsable_values += 1
                 continue
-            member.value = given.value
+            member.value = value
             member.number = number
-            emit(Reading(name, member.channel_key, number, timestamp, attributes))
+            reading = Reading(name, member.channel_key, number, timestamp, attributes)
+            if sink is None:
+                self._emit(reading)
+                continue
+            try:
+                sink(reading)
+            except Exception:
+                _LOGGER.exception("Event sink failed on %s", excerpt(reading))
 
     def _apply_values(self, vector: Vector, update: SetVector) -> list[Member]:
         """Store the members a set carries (numbers parsed here, once); return those that changed."""
