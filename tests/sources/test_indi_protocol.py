@@ -895,3 +895,31 @@ def test_elements_reach_the_consumer_in_order_with_what_depends_on_them() -> Non
         "drop malformed XML: undefined entity",
         "element ServerMessage",
     ]
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "2026-11-21T21:00:00.011259",
+        "2026-11-21",
+        "2026-11-21T21",
+        "20261121T210000",
+        "2026-11-21T21:00:00Z",
+        "2026-11-21T21:00:00+02:00",
+        "2026-11-21T21:00:00.123+01",
+        " 2026-11-21T21:00:00.5 ",
+        "garbage",
+    ],
+)
+def test_a_set_vector_timestamp_is_what_parse_timestamp_makes_of_it(stamp: str) -> None:
+    """The parser's inline reading of a set's timestamp agrees with parse_timestamp (UTC without a zone)."""
+    (element,) = Collected().feed(
+        f'<setNumberVector device="d" name="v" timestamp="{stamp}">'
+        '<oneNumber name="a">1</oneNumber></setNumberVector>'.encode()
+    )
+    assert isinstance(element, SetVector)
+    expected = parse_timestamp(stamp)
+    assert element.timestamp == expected
+    if expected is not None:
+        assert element.timestamp is not None
+        assert element.timestamp.utcoffset() == expected.utcoffset()
