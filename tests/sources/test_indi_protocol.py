@@ -839,3 +839,87 @@ def test_new_vector_switches_off_before_on() -> None:
     ]
     with pytest.raises(ValueError):
         new_vector(VectorKind.LIGHT, "d", "n", [("a", "Ok")])
+
+
+def test_elements_reach_the_consumer_in_order_with_what_depends_on_them() -> None:
+    """Elements of one read are handed on before feed returns, each before what depends on it.
+
+    A BLOB's receiver is opened only after the elements before it were handled (the opener looks
+    at what a definition made known), a drop is reported after the elements before it, and a
+    consumer that raises loses no element after it.
+    """
+    calls: list[str] = []
+
+    class Receiver:
+        def write(self, _text: str) -> None:
+            calls.append("blob text")
+
+        def end(self) -> None:
+            calls.append("blob end")
+
+        def abort(self) -> None:
+            calls.append("blob aborted")
+
+    def on_element(element: IndiElement) -> None:
+        calls.append(f"element {type(element).__name__}")
+        if isinstance(element, ServerMessage) and element.message == "boom":
+            raise RuntimeError("a bug in the consumer")
+
+    def open_blob(
+        device: str, vector: str, member: str, fmt: str, size: int | None
+    ) -> Receiver:
+        calls.append(f"open {vector}")
+        return Receiver()
+
+    parser = IndiStreamParser(
+        on_element,
+        lambda reason, _excerpt: calls.append(f"drop {reason}"),
+        open_blob=open_blob,
+    )
+    parser.feed(
+        b'<defBLOBVector device="Cam" name="CCD1" perm="ro"><defBLOB name="CCD1"/></defBLOBVector>'
+        b'<message message="boom"/>'
+        b'<setBLOBVector device="Cam" name="CCD1"><oneBLOB name="CCD1" format=".bin">AAAA'
+        b"</oneBLOB></setBLOBVector>"
+        b'<message message="before the bad one"/><setNumberVector device="d">&bogus;'
+        b'</setNumberVector><message message="after it"/>'
+    )
+    assert calls == [
+        "element DefVector",
+        "element ServerMessage",
+        "open CCD1",
+        "blob text",
+        "blob end",
+        "element SetVector",
+        "element ServerMessage",
+        "drop malformed XML: undefined entity",
+        "element ServerMessage",
+    ]
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "2026-11-21T21:00:00.011259",
+        "2026-11-21",
+        "2026-11-21T21",
+        "20261121T210000",
+        "2026-11-21T21:00:00Z",
+        "2026-11-21T21:00:00+02:00",
+        "2026-11-21T21:00:00.123+01",
+        " 2026-11-21T21:00:00.5 ",
+        "garbage",
+    ],
+)
+def test_a_set_vector_timestamp_is_what_parse_timestamp_makes_of_it(stamp: str) -> None:
+    """The parser's inline reading of a set's timestamp agrees with parse_timestamp (UTC without a zone)."""
+    (element,) = Collected().feed(
+        f'<setNumberVector device="d" name="v" timestamp="{stamp}">'
+        '<oneNumber name="a">1</oneNumber></setNumberVector>'.encode()
+    )
+    assert isinstance(element, SetVector)
+    expected = parse_timestamp(stamp)
+    assert element.timestamp == expected
+    if expected is not None:
+        assert element.timestamp is not None
+        assert element.timestamp.utcoffset() == expected.utcoffset()

@@ -92,6 +92,8 @@ class _Sink:
         self._fd: int | None = None
         self._path: Path | None = None
         self._in_memory = spool_folder is None
+        self.trivial = self._in_memory and not compressed
+        """Nothing to inflate and no file: writing is appending to a list (no blocking work at all)."""
         self._chunks: list[bytes] = []
         self._spooled = 0  # bytes in the spool file
         self.size = 0
@@ -323,13 +325,18 @@ class BlobTransfer:
     def _start_job(self) -> None:
         if self._running is not None or not self._jobs:
             return
+        if self._sink.trivial and self.decoded <= PIECE_BYTES:
+            # Kept in memory as it is: the job is a list append (and a join of at most one piece), less work
+            # than the hop to a thread and back, which would hold every later event for a loop iteration.
+            self._after_job(self._drain)
+            return
         self._idle.clear()
         loop = asyncio.get_running_loop()
         self._running = loop.run_in_executor(None, self._drain)
         self._running.add_done_callback(self._drained)
 
     def _drain(self) -> tuple[int, bool]:
-        """Run in the executor: process queued pieces in order; return (bytes written, final item done)."""
+        """Run in the executor (inline for a trivial sink): process queued pieces in order; return (bytes written, final item done)."""
         written = 0
         jobs = self._jobs
         while jobs:
@@ -348,8 +355,12 @@ class BlobTransfer:
     def _drained(self, future: asyncio.Future[tuple[int, bool]]) -> None:
         """Back on the loop after a job: account, go on with what was queued meanwhile, or complete."""
         self._running = None
+        self._after_job(future.result)
+
+    def _after_job(self, result: Callable[[], tuple[int, bool]]) -> None:
+        """Account for a job whose outcome ``result`` returns (or raises)."""
         try:
-            written, final = future.result()
+            written, final = result()
         except BlobTooLarge:
             self._fail_after_job("more than the limit once decompressed")
         except zlib.error as err:

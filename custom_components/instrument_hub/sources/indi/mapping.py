@@ -43,7 +43,6 @@ DEVICE_STATE_CHANNEL: Final = join_key("", "state")
 PROPERTY_STATE_ATTRIBUTE: Final = STATE_ATTRIBUTE
 BUSY_ATTRIBUTE: Final = "busy"
 ALERT_ATTRIBUTE: Final = "alert"
-_SEVERITY: Final = {"alert": 3, "busy": 2, "ok": 1, "idle": 0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,20 +116,24 @@ def device_state_definition(device: str) -> ChannelDefined:
 
 def device_state(vectors: Iterable[Vector]) -> tuple[str, dict[str, object]]:
     """Return a device's state (the most serious of its properties') and which properties are busy or alert."""
-    states = {
-        vector.name: vector.state_option or "idle"
-        for vector in vectors
-        if vector.enabled
-    }
-    summary = max(states.values(), key=_SEVERITY.__getitem__, default="idle")
-    return summary, {
-        BUSY_ATTRIBUTE: sorted(
-            name for name, state in states.items() if state == "busy"
-        ),
-        ALERT_ATTRIBUTE: sorted(
-            name for name, state in states.items() if state == "alert"
-        ),
-    }
+    # One pass: this runs whenever a property's state changes.
+    busy: list[str] = []
+    alert: list[str] = []
+    ok = False
+    for vector in vectors:
+        if not vector.enabled:
+            continue
+        state = vector.state_option
+        if state == "alert":
+            alert.append(vector.name)
+        elif state == "busy":
+            busy.append(vector.name)
+        elif state == "ok":
+            ok = True
+    summary = "alert" if alert else "busy" if busy else "ok" if ok else "idle"
+    busy.sort()
+    alert.sort()
+    return summary, {BUSY_ATTRIBUTE: busy, ALERT_ATTRIBUTE: alert}
 
 
 def _group(vector: Vector) -> str | None:

@@ -101,6 +101,13 @@ class Vector:
     _attributes_state: str | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    # What the definition decides, worked out once (on the first set) instead of on every set: the
+    # kind, perm, rule, name and members of a vector never change (a redefinition is a new Vector).
+    _select: bool | None = field(default=None, init=False, repr=False, compare=False)
+    _commands: bool | None = field(default=None, init=False, repr=False, compare=False)
+    _options: dict[str, str] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def from_def(cls, definition: DefVector) -> Vector:
@@ -150,6 +157,12 @@ class Vector:
         (CONFIG_PROCESS, *_PARK_OPTION) and one-member switches named for an action (ABORT,
         REFRESH, RESET, Scan Ports, ...) that the driver flips back off by itself.
         """
+        commands = self._commands
+        if commands is None:
+            commands = self._commands = self._are_commands()
+        return commands
+
+    def _are_commands(self) -> bool:
         if self.kind is not VectorKind.SWITCH or not self.writable:
             return False
         if self.write_only or self.name in COMMAND_VECTORS:
@@ -163,7 +176,12 @@ class Vector:
     @property
     def is_select(self) -> bool:
         """Return True when the vector is one enum channel rather than a channel per member."""
-        return self.exclusive and len(self.members) >= 2 and not self.commands
+        select = self._select
+        if select is None:
+            select = self._select = (
+                self.exclusive and len(self.members) >= 2 and not self.commands
+            )
+        return select
 
     def state_attributes(self) -> Mapping[str, object]:
         """Return what every entity of the vector carries: its state (read-only, shared by its readings)."""
@@ -180,15 +198,25 @@ class Vector:
 
     def options(self) -> dict[str, str]:
         """Map member name -> option: the labels, or the names when labels are not unique."""
-        labels = [member.label for member in self.members.values()]
-        if len(set(labels)) == len(labels):
-            return {member.name: member.label for member in self.members.values()}
-        return {name: name for name in self.members}
+        return dict(self._member_options())
+
+    def _member_options(self) -> dict[str, str]:
+        options = self._options
+        if options is None:
+            labels = [member.label for member in self.members.values()]
+            if len(set(labels)) == len(labels):
+                options = {m.name: m.label for m in self.members.values()}
+            else:
+                options = {name: name for name in self.members}
+            self._options = options
+        return options
 
     def select_value(self) -> str | None:
         """Return the option of the member that is On (None when none is)."""
-        options = self.options()
-        return next((options[m.name] for m in self.members.values() if m.is_on), None)
+        for member in self.members.values():
+            if member.value == SWITCH_ON:
+                return self._member_options()[member.name]
+        return None
 
     def member_value(self, member: Member) -> object:
         """Return a member's value as a channel carries it (none for write-only vectors: never reported)."""

@@ -58,8 +58,14 @@ class Publisher:
             device.channels[channel.definition.channel_key] = vector.name
         names = self._rename(device, vector)
         for channel in defined:
-            key = channel.definition.channel_key
-            self._emit(dataclasses.replace(channel.definition, label=names[key]))
+            definition = channel.definition
+            label = names[definition.channel_key]
+            # Unique already (almost always): the definition as it is, not a copy.
+            self._emit(
+                definition
+                if definition.label == label
+                else dataclasses.replace(definition, label=label)
+            )
         self.device_state(device)
 
     def values(

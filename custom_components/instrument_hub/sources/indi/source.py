@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 import functools
 import logging
+from math import isfinite
 from pathlib import Path
 from typing import Any, Final
 
@@ -66,7 +67,6 @@ from .protocol import (
     DelProperty,
     IndiElement,
     ServerMessage,
-    SetMember,
     SetVector,
     VectorKind,
     enable_blob,
@@ -563,40 +563,59 @@ class IndiSource(Source):
         attributes = vector.state_attributes()
         timestamp = update.timestamp
         name = device.name
-        emit = self._emit
+        # Straight to the sink unless events wait behind a BLOB (nothing here can start such a wait).
+        sink = None if self._waiting else self._sink
         for given in update.members:
             member = members.get(given.name)
             if member is None:
                 self._counters.unknown_members += 1
                 continue
-            number = parse_number(given.value)
+            value = given.value
+            # parse_number's common case inline (a plain decimal); sexagesimal and the rest go to it.
+            try:
+                number: float | None = float(value)
+            except ValueError:
+                number = parse_number(value)
+            else:
+                if not isfinite(number):  # type: ignore[arg-type]
+                    number = None
             if number is None:
                 self._counters.unparsable_values += 1
                 continue
-            member.value = given.value
+            member.value = value
             member.number = number
-            emit(Reading(name, member.channel_key, number, timestamp, attributes))
+            reading = Reading(name, member.channel_key, number, timestamp, attributes)
+            if sink is None:
+                self._emit(reading)
+                continue
+            try:
+                sink(reading)
+            except Exception:
+                _LOGGER.exception("Event sink failed on %s", excerpt(reading))
 
     def _apply_values(self, vector: Vector, update: SetVector) -> list[Member]:
         """Store the members a set carries (numbers parsed here, once); return those that changed."""
         changed: list[Member] = []
         members = vector.members
         number = vector.kind is VectorKind.NUMBER
+        light = vector.kind is VectorKind.LIGHT
         for given in update.members:
             member = members.get(given.name)
             if member is None:
                 self._counters.unknown_members += 1
                 continue
+            value = given.value
             if number:
-                parsed = parse_number(given.value)
+                parsed = parse_number(value)
                 if parsed is None:
                     self._counters.unparsable_values += 1
                     continue
                 member.number = parsed
-            elif not self._usable_value(vector, given):
+            elif light and value.lower() not in LIGHT_OPTIONS:
+                # A light state INDI does not define (numbers are checked as they are parsed).
                 self._counters.unparsable_values += 1
                 continue
-            member.value = given.value
+            member.value = value
             changed.append(member)
         if vector.exclusive and any(member.is_on for member in changed):
             # The rule allows one member On: a set naming only that one implies the rest are Off.
@@ -606,13 +625,6 @@ class IndiSource(Source):
                     member.value = SWITCH_OFF
                     changed.append(member)
         return changed
-
-    @staticmethod
-    def _usable_value(vector: Vector, given: SetMember) -> bool:
-        """Return False for a light state INDI does not define (numbers are checked as they are parsed)."""
-        if vector.kind is VectorKind.LIGHT:
-            return given.value.lower() in LIGHT_OPTIONS
-        return True
 
     def _open_blob(
         self, device: str, vector: str, member: str, fmt: str, _size: int | None
@@ -757,7 +769,10 @@ class IndiSource(Source):
 
     def _send_quietly(self, data: bytes) -> None:
         """Send a request whose loss does not matter (it is repeated after a reconnect)."""
-        if not self._connection.send_nowait(data):
+        if not self._connection.send_nowait(data) and _LOGGER.isEnabledFor(
+            logging.DEBUG
+        ):
+            # The excerpt only when it is logged: a disconnected device's CONNECTION sets come here.
             _LOGGER.debug("Not sent while disconnected: %s", excerpt(data))
 
     # ------------------------------------------------------------------ commands
