@@ -321,6 +321,29 @@ async def test_a_malformed_frame_decoded_off_the_loop_is_skipped(
         await connection.close()
 
 
+async def test_a_refused_echo_keeps_the_liveness_check_going(
+    scrutiny_server: FakeScrutinyServer,
+) -> None:
+    """A server that answers the echo with an error is alive: the link stays, later silences echo again."""
+    scrutiny_server.handlers["echo"] = lambda _req: {
+        "cmd": "error",
+        "msg": "echo is disabled",
+    }
+    links = Links()
+    connection = _connection(scrutiny_server.port, links, silence_seconds=0.1)
+    await connection.connect()
+    connection.start()
+    try:
+        async with asyncio.timeout(WAIT):
+            while len(scrutiny_server.requests_of("echo")) < 2:
+                scrutiny_server.received.clear()
+                await scrutiny_server.received.wait()
+        assert connection.connected
+        assert links.downs() == []
+    finally:
+        await connection.close()
+
+
 async def test_a_close_cancelled_from_outside_stays_cancelled(
     scrutiny_server: FakeScrutinyServer,
 ) -> None:
