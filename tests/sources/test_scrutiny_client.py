@@ -19,10 +19,7 @@ from custom_components.instrument_hub.sources.scrutiny.client import (
     NotScrutiny,
     ScrutinyConnection,
 )
-from custom_components.instrument_hub.sources.scrutiny.protocol import (
-    decode_frame,
-    encode_message,
-)
+from custom_components.instrument_hub.sources.scrutiny.protocol import decode_frame
 from tests.fake_scrutiny import FakeScrutinyServer
 
 WAIT = 5.0
@@ -121,7 +118,9 @@ def _connection(port: int, links: Links, **kwargs: Any) -> ScrutinyConnection:
     )
 
 
-async def _hold_open(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _hold_open(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
     with contextlib.suppress(ConnectionError):
         await reader.read()
     writer.close()
@@ -226,7 +225,7 @@ async def test_failed_reconnects_back_off_until_the_server_is_back(
             assert not connection.connected
             await scrutiny_server.start()  # the same port again
             await links.wait(lambda: links.ups() == 2)
-        assert connection.connected
+        assert connection.stats()["connected"]
         assert connection.stats()["connects"] == 2
         assert (await connection.request("echo", {"payload": "x"}))["payload"] == "x"
     finally:
