@@ -409,3 +409,15 @@ async def test_an_unexpected_error_in_a_step_is_logged_and_the_next_goes_on(
         assert isinstance(fired(recorder, "status_update")[-1], EventData)
     finally:
         await source.async_stop()
+
+
+async def test_a_target_with_its_sfd_loaded_is_first_announced_by_the_sfds_name(
+    scrutiny_server: FakeScrutinyServer, recorder: EventRecorder
+) -> None:
+    """Entity ids come from the first name: it must not depend on when the SFD's answer arrives."""
+    source = await started(scrutiny_server, recorder)
+    try:
+        names = [found.name for found in recorder.of_type(DeviceFound)]
+        assert names and set(names) == {"Scrutiny Demo Device"}
+    finally:
+        await source.async_stop()
