@@ -491,9 +491,8 @@ class ScrutinySource(Source):
             # Its SFD is loaded already: the first announcement carries the SFD's name, which
             # entity ids are made from (otherwise they would depend on what Home Assistant handled
             # before the SFD's answer came).
-            with contextlib.suppress(
-                CommandRejected
-            ):  # unloaded meanwhile: its event tells
+            # Refused: unloaded meanwhile, and the status that says so follows.
+            with contextlib.suppress(CommandRejected):
                 sfd = await self._connection.request("get_loaded_sfd")
                 self._firmware = FirmwareInfo.from_message(sfd)
         self._announce_target()
