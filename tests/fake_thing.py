@@ -72,6 +72,8 @@ class FakeThing:
     """"METHOD path" -> (status, body, content type) answered instead (``GET data-point-event``)."""
     hang: set[str] = field(default_factory=set)
     """"METHOD path" never answered (until the server closes)."""
+    abort: set[str] = field(default_factory=set)
+    """"METHOD path" whose connection is closed without an answer (a proxy or server restarting)."""
     requests: list[str] = field(default_factory=list)
     _streams: dict[str, list[asyncio.Queue[bytes | None]]] = field(default_factory=dict)
     _subscribed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -191,6 +193,9 @@ class FakeThing:
         key = f"{request.method} {path}"
         if key in self.hang:
             await asyncio.Event().wait()
+        if key in self.abort and request.transport is not None:
+            request.transport.abort()
+            return web.Response()
         if key in self.overrides:
             status, body, content_type = self.overrides[key]
             return web.Response(status=status, body=body, content_type=content_type)

@@ -23,6 +23,7 @@ from homeassistant.helpers import device_registry as dr, entity_registry as er
 import pytest
 
 from custom_components.instrument_hub.const import DOMAIN
+from custom_components.instrument_hub.sources.scrutiny import ScrutinySource
 
 from .helpers import (
     state_is,
@@ -132,6 +133,12 @@ async def test_scrutiny_server_through_home_assistant(
         "0.16.0",
     )
 
+    entry = hass.config_entries.async_get_entry(entry_id)
+    assert entry is not None
+    source = entry.runtime_data.source
+    assert isinstance(source, ScrutinySource)
+    # The options list what the server listed: wait for that list, not for the firmware's name.
+    await wait_until(hass, lambda: set(WATCHED) <= set(source.catalog))
     await _choose_watchables(hass, entry_id)
     sine = await wait_for_entity(hass, "sensor", _target_uid(entry_id, "w./Sine Wave"))
     counter = await wait_for_entity(

@@ -490,8 +490,11 @@ class ScrutinyConnection:
             if writer is not None:
                 writer.transport.abort()
             return
-        except (NotConnected, CommandRejected):
+        except NotConnected:
             return
+        except CommandRejected:
+            # Refused, but answered: the link is alive; keep checking it after the next silence.
+            pass
         if self.connected:
             self._arm_silence_timer(self._silence)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Collection, Mapping
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 import logging
@@ -485,6 +486,15 @@ class ScrutinySource(Source):
     async def _device_ready(self, event: SdkEvent) -> None:
         info = await self._connection.request("get_device_info")
         self._device_info = DeviceInfo.from_message(info)
+        status = self._status
+        if self._firmware is None and status is not None and status.firmware_id:
+            # Its SFD is loaded already: the first announcement carries the SFD's name, which
+            # entity ids are made from (otherwise they would depend on what Home Assistant handled
+            # before the SFD's answer came).
+            # Refused: unloaded meanwhile, and the status that says so follows.
+            with contextlib.suppress(CommandRejected):
+                sfd = await self._connection.request("get_loaded_sfd")
+                self._firmware = FirmwareInfo.from_message(sfd)
         self._announce_target()
         self._emit(Reading(TARGET, SESSION_ID, event.session_id))
         self._emit_firmware()
