@@ -66,8 +66,13 @@ NOISE = 0.05
 
 
 def report(event: str, payload: object) -> None:
-    """Tell the tests what was pushed (one line on stdout)."""
-    print(f"pushed {event} {json.dumps(payload)}", flush=True)
+    """Tell the tests what was pushed (one line on stdout).
+
+    One write of the whole line: stdout is unbuffered in the tests, where ``print`` writes the text
+    and its newline separately, so a line from another thread could land between them.
+    """
+    sys.stdout.write(f"pushed {event} {json.dumps(payload)}\n")
+    sys.stdout.flush()
 
 
 def _push(dispatcher: Any, name: str, payload: object) -> None:
