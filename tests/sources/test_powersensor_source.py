@@ -532,8 +532,10 @@ async def test_warning_and_expiry_renew_the_subscription(
     subnet: Subnet, recorder: EventRecorder
 ) -> None:
     """subscribe(60) on start, again on a warning and after an expiry; subscribe(0) on stop."""
+    # Silence never renews here (5 s): every subscribe counted is the answer to a warning or expiry.
+    settings = replace(FAST, plug_hosts=(subnet.plug_a,), plug_timeout=5.0)
     async with emulated_household(subnet) as network:
-        async with running(replace(FAST, plug_hosts=(subnet.plug_a,)), recorder):
+        async with running(settings, recorder):
             plug_a = (
                 await recorder.wait_for(DeviceFound, lambda e: e.hardware_id == PLUG_A)
             ).device_key
@@ -542,14 +544,23 @@ async def test_warning_and_expiry_renew_the_subscription(
                 state = await control(network, "state")
                 return int(state["plugs"][0]["counters"]["subscribes"])
 
+            async def subscribes_reach(count: int) -> int:
+                """Re-read the plug's counter after each new reading (bounded), up to ``count``."""
+                for _ in range(50):
+                    if (seen := await subscribes()) >= count:
+                        return seen
+                    await recorder.wait_for(
+                        Reading, count=len(recorder.of_type(Reading)) + 1
+                    )
+                return await subscribes()
+
             first = await subscribes()
             assert first >= 1
             await control(network, "warn", plug=PLUG_A)
             await _readings_of(recorder, plug_a)
             assert await subscribes() == first + 1
             await control(network, "expire", plug=PLUG_A)
-            await asyncio.sleep(0.1)
-            assert await subscribes() == first + 2
+            assert await subscribes_reach(first + 2) == first + 2
             assert (await control(network, "state"))["plugs"][0]["subscribers"]
             await _readings_of(recorder, plug_a)
         state = (await control(network, "state"))["plugs"][0]
