@@ -70,6 +70,7 @@ class ThingPeer:
                 raise PeerError(f"the Thing exited\n{self.process.log_tail()}")
             if time.monotonic() > deadline:
                 break
+            # A poll inside the deadline loop: the log gives no event.
             time.sleep(READY_POLL)
         raise PeerError(
             f"the Thing did not serve within {timeout:g} s\n{self.process.log_tail()}"

@@ -234,6 +234,7 @@ def _kill_and_reap(pid: int) -> None:
                 return
         if _stat(pid) is None:
             return
+        # A poll inside the deadline loop: a process going away gives no event here.
         time.sleep(REAP_INTERVAL)
     raise PeerError(f"process {pid} is still there after SIGKILL:\n{ps([pid])}")
 

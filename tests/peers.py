@@ -104,6 +104,7 @@ def wait_ready(
                 return time.monotonic() - started
         except OSError as err:
             last_error = err
+        # A poll inside the deadline loop: a port that starts listening sends no event.
         time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
     tail = f"\n{process.log_tail()}" if process is not None else ""
     raise PeerError(

@@ -71,7 +71,7 @@ async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     """Wait, bounded, for a condition the emulator or source makes true (checked every 10 ms)."""
     async with asyncio.timeout(timeout):
         while not condition():
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # a poll inside the bounded wait, not a time wait
 
 
 def _values(recorder: EventRecorder, channel: str) -> list[object]:
@@ -255,11 +255,19 @@ async def test_pulse_events_and_paced_writes(
         meter.stop_pulses()
         sent = meter.streamed_values
         await _until(lambda: source.pulses == len(sent))
-        await asyncio.sleep(0.3)  # let the last paced write (at most 1/5 s late) go out
+
+        def pulse_events() -> list[EventData]:
+            return [v for v in _values(recorder, "pulse") if isinstance(v, EventData)]
+
+        def written() -> int:
+            return sum(int(e.attributes["pulses"]) for e in pulse_events())  # type: ignore[call-overload]
+
+        # The last paced write (at most 1/5 s late) has gone out once it accounts for every pulse.
+        await _until(lambda: written() >= len(sent))
         elapsed = time.monotonic() - started_at
-        events = [v for v in _values(recorder, "pulse") if isinstance(v, EventData)]
+        events = pulse_events()
         assert len(events) <= 5 + 5 * elapsed + 1
-        assert sum(int(e.attributes["pulses"]) for e in events) == len(sent)  # type: ignore[call-overload]
+        assert written() == len(sent)
         assert events[-1].attributes["value"] == sent[-1]
     finally:
         await source.async_stop()
@@ -451,7 +459,9 @@ async def test_streaming_gives_every_pulse_with_less_traffic_than_polling(
                 await _until(lambda: len(produced_list) >= wanted)  # noqa: B023
                 emulator.stop_pulses()
                 produced = len(emulator.meter.produced)
-                await asyncio.sleep(0.3)  # the last poll or stream line
+                last = emulator.meter.produced[-1].value
+                # The last poll or stream line: the source has taken the meter's last pulse.
+                await _until(lambda: source._latest == last)  # noqa: B023
                 traffic = emulator.bytes_in + emulator.bytes_out - start_bytes
                 figures[mode] = (produced, source.pulses, traffic)
             finally:

@@ -1151,6 +1151,7 @@ async def test_stopping_removes_files_not_handed_on(
                 isinstance(item, source_module._PendingBlob) and item.transfer.done
                 for item in source._waiting
             ):
+                # A poll inside the bounded wait: the executor has no event for the loop.
                 await asyncio.sleep(0.01)
         assert len(list(spool.iterdir())) == 2
     finally:

@@ -43,7 +43,7 @@ def _link(
 async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # a poll inside the bounded wait, not a time wait
 
 
 async def test_closing_while_opening_closes_the_new_socket(subnet: Subnet) -> None:

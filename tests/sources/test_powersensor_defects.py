@@ -72,7 +72,7 @@ async def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> N
     """Wait (bounded, polling the loop) until ``condition()`` holds."""
     async with asyncio.timeout(timeout):
         while not condition():
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # a poll inside the bounded wait, not a time wait
 
 
 # --------------------------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ async def test_expired_devices_come_back(
                     isinstance(e, Reading) and e.device_key == found.device_key
                     for e in recorder.events[seen:]
                 ):
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.05)  # a poll inside the bounded wait
         finally:
             await source.async_stop()
 
@@ -175,7 +175,8 @@ async def test_no_socket_leaks_towards_a_silent_plug(subnet: Subnet) -> None:
             await _wait_until(partial(_sockets_are, subnet.plug_a, expected))
         assert _udp_sockets_to(subnet.plug_a, PORT) == 3
         await listener.disconnect()
-        await asyncio.sleep(0.1)
+        # The socket it closes goes on a later turn of the loop: wait (bounded) for that.
+        await _wait_until(lambda: _udp_sockets_to(subnet.plug_a, PORT) < 3)
         assert _udp_sockets_to(subnet.plug_a, PORT) == 2, (
             "the library's sockets did not leak"
         )

@@ -127,6 +127,21 @@ async def _after(
             await recorder._new.wait()
 
 
+def _is_reading(device_key: str, channel_key: str, event: object) -> bool:
+    return (
+        isinstance(event, Reading)
+        and event.device_key == device_key
+        and event.channel_key == channel_key
+    )
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait (bounded) for a counter no event announces (a duplicate, a skipped line)."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)  # a poll inside the bounded wait, not a time wait
+
+
 async def _readings_of(recorder: EventRecorder, device_key: str) -> int:
     """Wait for a new reading of a device from now; return the mark before it."""
     mark = len(recorder.events)
@@ -202,25 +217,32 @@ async def test_values_are_the_emulator_s(
         await recorder.wait_for(DeviceFound, lambda e: e.hardware_id == WATER)
         await control(network, "hold", on=True)
         keys = {mac: _key(recorder, mac) for mac in (PLUG_A, HOUSE, WATER)}
-        marks = {mac: await _readings_of(recorder, key) for mac, key in keys.items()}
-        await asyncio.sleep(1.2)  # one more sensor window, all values held
+        mark = len(recorder.events)
+        # Two reports of each device after the hold: the first may have left before it, the
+        # second was made held (as is every later one, so the last values below are the held ones).
+        for mac, channel in (
+            (PLUG_A, "power"),
+            (HOUSE, "power"),
+            (WATER, "water_flow"),
+        ):
+            await _after(recorder, mark, partial(_is_reading, keys[mac], channel), 2)
         state = await control(network, "state")
         raw = {
             **{p["mac"]: p["last"] for p in state["plugs"]},
             **{s["mac"]: s["last"] for s in state["sensors"]},
         }
-        plug = _values_after(recorder, marks[PLUG_A], keys[PLUG_A])
+        plug = _values_after(recorder, mark, keys[PLUG_A])
         assert plug["power"] == round(raw[PLUG_A]["power"])
         assert plug["voltage"] == round(raw[PLUG_A]["voltage"], 3)
         assert plug["apparent_current"] == round(raw[PLUG_A]["current"], 3)
         assert plug["energy"] == round(raw[PLUG_A]["summation"]) / 3_600_000
-        house = _values_after(recorder, marks[HOUSE], keys[HOUSE])
+        house = _values_after(recorder, mark, keys[HOUSE])
         assert house["power"] == raw[HOUSE]["power"]
         assert house["energy"] == raw[HOUSE]["summation"] / 3_600_000
         assert house["battery_voltage"] == raw[HOUSE]["batteryMicrovolt"] / 1e6
         assert house["average_rssi"] == round(raw[HOUSE]["rssi"], 1)
         assert house["sensor_role"] == "house_net"
-        water = _values_after(recorder, marks[WATER], keys[WATER])
+        water = _values_after(recorder, mark, keys[WATER])
         assert water["water_flow"] == raw[WATER]["average_flow"]
         assert water["water_volume"] == raw[WATER]["summation_volume"]
         assert "power" not in water
@@ -361,8 +383,10 @@ async def test_a_report_relayed_twice_counts_once(
         ).device_key
         plug_a, plug_b = _key(recorder, PLUG_A), _key(recorder, PLUG_B)
         await control(network, "also", sensor=HOUSE, plug=PLUG_B)
-        await asyncio.sleep(2.2)  # two sensor windows through both plugs
+        # The first report through both plugs: from now on every window comes twice.
+        await _until(lambda: source.diagnostics()["devices"][house]["duplicates"] >= 1)
         mark = len(recorder.events)
+        # Kept: an observation window (about two sensor windows are counted), not a wait.
         await asyncio.sleep(2.1)
         powers = [
             e
@@ -452,7 +476,8 @@ async def test_odd_reports_in_the_stream(
             lambda e: e.device_key == house and e.model == "Sensor (appliance)",
         )
         assert renamed.name == "Powersensor appliance sensor 47d1f5"
-        await asyncio.sleep(0.2)
+        # The rest of the injected datagram has been read once its ignored report is counted.
+        await _until(lambda: source.diagnostics()["counters"]["ignored_reports"] >= 1)
         assert source.diagnostics()["counters"]["ignored_reports"] == 1
         assert not [
             e
@@ -615,7 +640,12 @@ async def test_malformed_lines_mid_stream_are_logged_once_and_skipped(
                 network, "inject", plug=PLUG_A, hex=(junk + b"\n" + good + b"\n").hex()
             )
         await _readings_of(recorder, plug_a)
-        await asyncio.sleep(0.3)
+
+        def skipped() -> int:
+            counters = source.diagnostics()["counters"]
+            return int(counters["bad_lines"]) + int(counters["untranslatable"])
+
+        await _until(lambda: skipped() >= 6)  # every injected datagram has been read
         counters = source.diagnostics()["counters"]
         assert counters["bad_lines"] == 4
         assert counters["untranslatable"] == 2

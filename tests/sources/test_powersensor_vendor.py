@@ -34,6 +34,21 @@ from .conftest import EventRecorder
 
 pytestmark = pytest.mark.usefixtures("loopback_only")
 HOUSEHOLD = "powersensor_household"
+HOUSEHOLD_FIGURES = {
+    "from_grid": "grid_import_power",
+    "to_grid": "grid_export_power",
+    "home_usage": "home_consumption_power",
+    "solar_generation": "solar_generation_power",
+}
+"""The vendor household's figures and the source's household channels they match."""
+
+
+def _keys_of(recorder: EventRecorder, hardware_id: str) -> set[str]:
+    return {
+        e.device_key
+        for e in recorder.of_type(DeviceFound)
+        if e.hardware_id == hardware_id
+    }
 
 
 def _is_device(mac: str, event: DeviceFound) -> bool:
@@ -57,11 +72,13 @@ async def test_the_vendor_client_sees_what_the_source_sees(
         vendor_events: list[dict[str, Any]] = []
         household_events: dict[str, dict[str, Any]] = {}
         vendor_household = VirtualHousehold(with_solar=True)
+        household_updates: list[str] = []
 
         async def on_household(name: str, payload: dict[str, Any]) -> None:
             household_events[name] = payload
+            household_updates.append(name)
 
-        for name in ("from_grid", "to_grid", "home_usage", "solar_generation"):
+        for name in HOUSEHOLD_FIGURES:
             vendor_household.subscribe(name, on_household)
         vendor = PowersensorLegacyDevices(bcast_addr=subnet.broadcast)
 
@@ -86,8 +103,21 @@ async def test_the_vendor_client_sees_what_the_source_sees(
                 while len(household_events) < 4 or not {
                     e["mac"] for e in vendor_events if e["event"] == "battery_level"
                 } >= {HOUSE, SOLAR, WATER}:
-                    await asyncio.sleep(0.1)
-            await asyncio.sleep(1.2)  # one more sensor window for both
+                    await asyncio.sleep(0.1)  # a poll inside the bounded wait
+            # One more sensor window for both: every household figure again, on each side.
+            our_mark, their_mark = len(recorder.events), len(household_updates)
+            async with asyncio.timeout(10):
+                while not (
+                    set(household_updates[their_mark:]) >= set(HOUSEHOLD_FIGURES)
+                    and {
+                        e.channel_key
+                        for e in recorder.events[our_mark:]
+                        if isinstance(e, Reading)
+                        and e.device_key in _keys_of(recorder, HOUSEHOLD)
+                    }
+                    >= set(HOUSEHOLD_FIGURES.values())
+                ):
+                    await asyncio.sleep(0.1)  # a poll inside the bounded wait
         finally:
             await vendor.stop()
             await source.async_stop()

@@ -34,7 +34,7 @@ async def idle(source: ScrutinySource) -> None:
     """Wait (bounded) until the worker has nothing left to do."""
     async with asyncio.timeout(5):
         while source._busy or not source._queue.empty():
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # a poll inside the bounded wait, not a time wait
 
 
 async def test_a_value_is_shown_in_the_read_that_brought_it(
