@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Final
+from typing import Any, Final
 
 from homeassistant.components.number import NumberDeviceClass
 from homeassistant.components.sensor import SensorDeviceClass
@@ -21,14 +21,7 @@ from ..sources.indi import IndiSource
 from ..sources.indi.commands import FINISH_TIMEOUT_MAX
 from ..sources.indi.mapping import UnitOverrides
 from ..sources.indi.overrides import OverrideSyntaxError, parse_unit_overrides
-from .base import (
-    Endpoint,
-    FlowFormError,
-    KindAction,
-    OptionsForm,
-    SourceKind,
-    TaskFactory,
-)
+from .base import Endpoint, FlowFormError, KindAction, OptionsForm, TaskFactory
 from .files import (
     FILE_OPTION_DEFAULTS,
     FILE_OPTIONS_SCHEMA,
@@ -36,7 +29,7 @@ from .files import (
     max_file_bytes,
     validate_file_options,
 )
-from .network import async_check_reachable, host_and_port, host_port_schema
+from .network import TcpServerKind, async_check_reachable
 
 DEFAULT_PORT: Final = 7624
 
@@ -144,12 +137,12 @@ async def _async_set_property(
     }
 
 
-class IndiKind(SourceKind):
+class IndiKind(TcpServerKind):
     """An INDI server (indiserver, indipyserver): every device and property it defines."""
 
     name = "indi"
     entry_model = "INDI server"
-    redact: ClassVar[frozenset[str]] = frozenset({CONF_HOST, "host"})
+    default_port = DEFAULT_PORT
     actions = (
         KindAction(
             SERVICE_SET_PROPERTY,
@@ -158,19 +151,6 @@ class IndiKind(SourceKind):
             returns_response=True,
         ),
     )
-
-    def schema(self, values: Mapping[str, Any]) -> probatio.Schema:
-        """Return the host/port form."""
-        return host_port_schema(DEFAULT_PORT)
-
-    def endpoint(self, user_input: Mapping[str, Any]) -> Endpoint:
-        """Describe the server: unique id and title from host and port."""
-        host, port = host_and_port(user_input)
-        return Endpoint(
-            unique_id=f"{self.name}:{host.lower()}:{port}",
-            title=f"INDI server {host}:{port}",
-            data={CONF_HOST: host, CONF_PORT: port},
-        )
 
     async def async_check(self, hass: HomeAssistant, endpoint: Endpoint) -> Endpoint:
         """Check that the server accepts a connection."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 import ipaddress
 import re
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.helpers import selector
@@ -13,7 +13,7 @@ import probatio
 
 from ..sources.base import CannotConnect
 from ..sources.probe import tcp_probe
-from .base import FlowFormError
+from .base import Endpoint, FlowFormError, SourceKind
 
 PORT_SELECTOR: Final = selector.NumberSelector(
     selector.NumberSelectorConfig(
@@ -62,3 +62,26 @@ async def async_check_reachable(host: str, port: int) -> None:
         await tcp_probe(host, port)
     except CannotConnect as err:
         raise FlowFormError({"base": "cannot_connect"}) from err
+
+
+class TcpServerKind(SourceKind):
+    """A kind whose endpoint is a server at host:port: the form, the endpoint, what to redact.
+
+    The entry's unique id is ``<kind>:<host, lower case>:<port>``, its title ``<entry_model> host:port``.
+    """
+
+    default_port: ClassVar[int]
+    redact: ClassVar[frozenset[str]] = frozenset({CONF_HOST, "host"})
+
+    def schema(self, values: Mapping[str, Any]) -> probatio.Schema:
+        """Return the host/port form."""
+        return host_port_schema(self.default_port)
+
+    def endpoint(self, user_input: Mapping[str, Any]) -> Endpoint:
+        """Describe the server: unique id and title from host and port."""
+        host, port = host_and_port(user_input)
+        return Endpoint(
+            unique_id=f"{self.name}:{host.lower()}:{port}",
+            title=f"{self.entry_model} {host}:{port}",
+            data={CONF_HOST: host, CONF_PORT: port},
+        )

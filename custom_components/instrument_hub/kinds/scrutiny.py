@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Final
+from typing import Any, Final
 
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.const import CONF_HOST, CONF_PORT
@@ -25,21 +25,14 @@ from ..sources.scrutiny.messages import (
     ServerStatus,
     Watchable,
 )
-from .base import (
-    Endpoint,
-    FlowFormError,
-    KindAction,
-    OptionsForm,
-    SourceKind,
-    TaskFactory,
-)
+from .base import Endpoint, FlowFormError, KindAction, OptionsForm, TaskFactory
 from .files import (
     FILE_OPTION_DEFAULTS,
     FILE_OPTIONS_SCHEMA,
     file_store_settings,
     validate_file_options,
 )
-from .network import host_and_port, host_port_schema
+from .network import TcpServerKind
 
 DEFAULT_PORT: Final = 8765
 CONF_WATCHABLES: Final = "watchables"
@@ -208,12 +201,12 @@ def _validate_options(user_input: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class ScrutinyKind(SourceKind):
+class ScrutinyKind(TcpServerKind):
     """A Scrutiny debugger server (scrutinydebugger) and the embedded target it talks to."""
 
     name = "scrutiny"
     entry_model = "Scrutiny server"
-    redact: ClassVar[frozenset[str]] = frozenset({CONF_HOST, "host"})
+    default_port = DEFAULT_PORT
     actions = (
         KindAction(
             SERVICE_WRITE_VARIABLE,
@@ -228,19 +221,6 @@ class ScrutinyKind(SourceKind):
             returns_response=True,
         ),
     )
-
-    def schema(self, values: Mapping[str, Any]) -> probatio.Schema:
-        """Return the host/port form."""
-        return host_port_schema(DEFAULT_PORT)
-
-    def endpoint(self, user_input: Mapping[str, Any]) -> Endpoint:
-        """Describe the server: unique id and title from host and port."""
-        host, port = host_and_port(user_input)
-        return Endpoint(
-            unique_id=f"{self.name}:{host.lower()}:{port}",
-            title=f"Scrutiny server {host}:{port}",
-            data={CONF_HOST: host, CONF_PORT: port},
-        )
 
     async def async_check(self, hass: HomeAssistant, endpoint: Endpoint) -> Endpoint:
         """Connect, wait for the welcome and read the server's status."""
