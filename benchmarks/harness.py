@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 import contextlib
+from dataclasses import dataclass, field
 import gc
 from pathlib import Path
 import statistics
@@ -279,6 +280,52 @@ class HelperProcess:
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
             await self.process.wait()
+
+
+@dataclass(slots=True)
+class PushedRounds:
+    """Per measured round of ``push_rounds``: CPU µs per event, states written, events per second."""
+
+    samples: list[float] = field(default_factory=list)
+    written: list[int] = field(default_factory=list)
+    rates: list[float] = field(default_factory=list)
+
+
+async def push_rounds(
+    hass: HomeAssistant,
+    pusher: HelperProcess,
+    writes: StateWrites,
+    entity_id: str,
+    marker: Callable[[int], float],
+    *,
+    rounds: int,
+    warmup: int,
+    events: int,
+    timeout: float,
+) -> PushedRounds:
+    """Run ``rounds`` rounds of ``events`` pushed events, the first ``warmup`` not measured.
+
+    Each round settles ``hass``, sends ``go <round>`` to the pusher and ends at the state write of
+    ``entity_id`` that shows ``marker(round)`` (the round's last event); the pusher must then answer
+    ``sent <round> <n>`` with n > 0. The cost is this process's CPU from the request to that write.
+    """
+    measured = PushedRounds()
+    for round_index in range(rounds):
+        await settle(hass)
+        writes.arm(entity_id, numeric_state_is(marker(round_index)))
+        begin_wall = wall_ns()
+        begin = cpu_ns()
+        await pusher.send(f"go {round_index}")
+        end = await writes.wait(timeout)
+        answer = (await pusher.read_line(timeout)).split()
+        if answer[:2] != ["sent", str(round_index)] or answer[2:] == ["0"]:
+            raise BenchError(f"the pusher answered {' '.join(answer)!r}")
+        if round_index < warmup:
+            continue
+        measured.samples.append((end - begin) / events / 1000)
+        measured.written.append(writes.count)
+        measured.rates.append(events / ((writes.done_wall_ns - begin_wall) / 1e9))
+    return measured
 
 
 def environment_notes() -> list[str]:

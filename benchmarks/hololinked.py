@@ -34,7 +34,7 @@ Idle: the source connected to a Thing that pushes nothing: wake-ups and CPU per 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 import contextlib
 import functools
 import gc
@@ -49,7 +49,7 @@ from aiohttp.base_protocol import BaseProtocol
 from aiohttp.resolver import ThreadedResolver
 from homeassistant.components.sensor import SensorEntity, SensorStateClass
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.core import Event, EventStateChangedData, callback
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.helpers.device_registry import DeviceInfo
 import orjson
 from pytest_homeassistant_custom_component.common import (
@@ -163,12 +163,46 @@ async def hololinked_burst(settings: Settings) -> Measurement:
     return await _pipeline(settings, BURST_RATE, settings.events)
 
 
+async def _paced_rounds(
+    hass: HomeAssistant,
+    pusher: HelperProcess,
+    writes: StateWrites,
+    entity_id: str,
+    *,
+    rounds: int,
+    count: int,
+    rate: float,
+    on_round: Callable[[int], None] | None = None,
+) -> tuple[list[float], list[int]]:
+    """Run rounds of ``count`` data points and statistics at ``rate`` per stream and per second.
+
+    A round ends at the state write of ``entity_id`` showing the round's marker, -(round + 1); the
+    first WARMUP_ROUNDS are not measured. Returns per measured round the CPU µs per pushed event
+    and the states written.
+    """
+    samples: list[float] = []
+    written: list[int] = []
+    for index in range(rounds):
+        await settle(hass)
+        if on_round is not None:
+            on_round(index)
+        writes.arm(entity_id, numeric_state_is(-float(index + 1)))
+        begin = cpu_ns()
+        await pusher.send(f"go {index} {count} {rate}")
+        end = await writes.wait(30 + count / rate)
+        answer = (await pusher.read_line(STARTUP_TIMEOUT)).split()
+        if answer != ["sent", str(index), str(count)]:
+            raise BenchError(f"the pusher answered {' '.join(answer)!r}")
+        if index >= WARMUP_ROUNDS:
+            samples.append((end - begin) / (2 * count) / 1000)
+            written.append(writes.count)
+    return samples, written
+
+
 async def _pipeline(settings: Settings, rate: float, count: int) -> Measurement:
     """Run rounds of ``count`` data points and statistics at ``rate`` per stream and per second."""
     rounds = WARMUP_ROUNDS + settings.repeats
-    samples: list[float] = []
     latencies_ms: list[float] = []
-    written: list[int] = []
     pusher, port = await _start_pusher()
     # Home Assistant's shared HTTP session resolves through zeroconf, which this bare instance
     # does not run: the plain resolver of aiohttp instead (as the test harness does).
@@ -214,19 +248,21 @@ async def _pipeline(settings: Settings, rate: float, count: int) -> Measurement:
 
             unsubscribe = hass.bus.async_listen("state_changed", fired)
             try:
-                for index in range(rounds):
-                    await settle(hass)
+
+                def on_round(index: int) -> None:
+                    nonlocal measuring
                     measuring = index >= WARMUP_ROUNDS
-                    writes.arm(ENERGY_ENTITY, numeric_state_is(-float(index + 1)))
-                    begin = cpu_ns()
-                    await pusher.send(f"go {index} {count} {rate}")
-                    end = await writes.wait(30 + count / rate)
-                    answer = (await pusher.read_line(STARTUP_TIMEOUT)).split()
-                    if answer != ["sent", str(index), str(count)]:
-                        raise BenchError(f"the pusher answered {' '.join(answer)!r}")
-                    if measuring:
-                        samples.append((end - begin) / (2 * count) / 1000)
-                        written.append(writes.count)
+
+                samples, written = await _paced_rounds(
+                    hass,
+                    pusher,
+                    writes,
+                    ENERGY_ENTITY,
+                    rounds=rounds,
+                    count=count,
+                    rate=rate,
+                    on_round=on_round,
+                )
             finally:
                 unsubscribe()
                 writes.close()
@@ -290,8 +326,6 @@ async def hololinked_plain_client(settings: Settings) -> Measurement:
     count = min(settings.events, MAX_ROUND_EVENTS)
     rounds = WARMUP_ROUNDS + settings.repeats
     energy, average = _PlainSensor("Energy"), _PlainSensor("Average")
-    samples: list[float] = []
-    written: list[int] = []
     pusher, port = await _start_pusher()
     try:
         with mock_config_flow(FLOOR_DOMAIN, ProbeConfigFlow):
@@ -315,22 +349,15 @@ async def hololinked_plain_client(settings: Settings) -> Measurement:
                     async with asyncio.timeout(STARTUP_TIMEOUT):
                         for event in opened:
                             await event.wait()
-                    for index in range(rounds):
-                        await settle(hass)
-                        writes.arm(
-                            average.entity_id, numeric_state_is(-float(index + 1))
-                        )
-                        begin = cpu_ns()
-                        await pusher.send(f"go {index} {count} {RATE}")
-                        end = await writes.wait(30 + count / RATE)
-                        answer = (await pusher.read_line(STARTUP_TIMEOUT)).split()
-                        if answer != ["sent", str(index), str(count)]:
-                            raise BenchError(
-                                f"the pusher answered {' '.join(answer)!r}"
-                            )
-                        if index >= WARMUP_ROUNDS:
-                            samples.append((end - begin) / (2 * count) / 1000)
-                            written.append(writes.count)
+                    samples, written = await _paced_rounds(
+                        hass,
+                        pusher,
+                        writes,
+                        average.entity_id,
+                        rounds=rounds,
+                        count=count,
+                        rate=RATE,
+                    )
                 finally:
                     writes.close()
                     for reader in readers:

@@ -45,10 +45,8 @@ from .harness import (
     StateWrites,
     bench_hass,
     cpu_ns,
-    numeric_state_is,
-    settle,
+    push_rounds,
     wait_for_states,
-    wall_ns,
 )
 from .indi_stream import (
     E2E_CHANNELS,
@@ -100,9 +98,6 @@ async def indi_end_to_end(settings: Settings) -> Measurement:
         raise BenchError(f"at most {MAX_ROUNDS - WARMUP_ROUNDS} repeats")
     events = settings.events
     entity_ids = [channel.entity_id for channel in E2E_CHANNELS]
-    samples: list[float] = []
-    written: list[int] = []
-    rates: list[float] = []
     pusher, port = await _start_pusher(events, rounds)
     try:
         async with bench_hass() as hass:
@@ -129,34 +124,28 @@ async def indi_end_to_end(settings: Settings) -> Measurement:
             writes = StateWrites(hass, entity_ids)
             last = final_channel()
             try:
-                for round_index in range(rounds):
-                    await settle(hass)
-                    writes.arm(
-                        last.entity_id, numeric_state_is(round_marker(round_index))
-                    )
-                    begin_wall = wall_ns()
-                    begin = cpu_ns()
-                    await pusher.send(f"go {round_index}")
-                    end = await writes.wait(_round_timeout(events))
-                    answer = (await pusher.read_line(STARTUP_TIMEOUT)).split()
-                    if answer[:2] != ["sent", str(round_index)] or answer[2:] == ["0"]:
-                        raise BenchError(f"the pusher answered {' '.join(answer)!r}")
-                    if round_index < WARMUP_ROUNDS:
-                        continue
-                    samples.append((end - begin) / events / 1000)
-                    written.append(writes.count)
-                    rates.append(events / ((writes.done_wall_ns - begin_wall) / 1e9))
+                measured = await push_rounds(
+                    hass,
+                    pusher,
+                    writes,
+                    last.entity_id,
+                    round_marker,
+                    rounds=rounds,
+                    warmup=WARMUP_ROUNDS,
+                    events=events,
+                    timeout=_round_timeout(events),
+                )
             finally:
                 writes.close()
     finally:
         await pusher.stop()
     sent = events * settings.repeats
-    total = sum(written)
+    total = sum(measured.written)
     notes = [f"states {total}/{sent}"]
     if total < sent:
         notes.append(f"{sent - total} ({(sent - total) / sent:.1%}) coalesced or lost")
-    notes.append(f"{statistics.median(rates) / 1000:.0f}k ev/s wall")
-    return Measurement(samples, notes)
+    notes.append(f"{statistics.median(measured.rates) / 1000:.0f}k ev/s wall")
+    return Measurement(measured.samples, notes)
 
 
 # --------------------------------------------------------------------------------------------------

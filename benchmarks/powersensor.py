@@ -65,10 +65,8 @@ from .harness import (
     StateWrites,
     bench_hass,
     cpu_ns,
-    numeric_state_is,
-    settle,
+    push_rounds,
     wait_for_states,
-    wall_ns,
 )
 from .powersensor_stream import (
     FLOODS,
@@ -121,9 +119,6 @@ async def powersensor_end_to_end(settings: Settings) -> Measurement:
     host = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.11"
     power = f"sensor.powersensor_plug_{PLUG_MAC[-6:]}_power"
     energy = f"sensor.powersensor_plug_{PLUG_MAC[-6:]}_energy"
-    samples: list[float] = []
-    written: list[int] = []
-    rates: list[float] = []
     pusher = await _start_pusher(host, events=events, rounds=rounds)
     try:
         async with bench_hass() as hass:
@@ -150,32 +145,28 @@ async def powersensor_end_to_end(settings: Settings) -> Measurement:
             await wait_for_states(hass, [power, energy], STARTUP_TIMEOUT)
             writes = StateWrites(hass, [power, energy])
             try:
-                for round_index in range(rounds):
-                    await settle(hass)
-                    writes.arm(power, numeric_state_is(round_marker(round_index)))
-                    begin_wall = wall_ns()
-                    begin = cpu_ns()
-                    await pusher.send(f"go {round_index}")
-                    end = await writes.wait(_round_timeout(events))
-                    answer = (await pusher.read_line(STARTUP_TIMEOUT)).split()
-                    if answer[:2] != ["sent", str(round_index)] or answer[2:] == ["0"]:
-                        raise BenchError(f"the pusher answered {' '.join(answer)!r}")
-                    if round_index < WARMUP_ROUNDS:
-                        continue
-                    samples.append((end - begin) / events / 1000)
-                    written.append(writes.count)
-                    rates.append(events / ((writes.done_wall_ns - begin_wall) / 1e9))
+                measured = await push_rounds(
+                    hass,
+                    pusher,
+                    writes,
+                    power,
+                    round_marker,
+                    rounds=rounds,
+                    warmup=WARMUP_ROUNDS,
+                    events=events,
+                    timeout=_round_timeout(events),
+                )
             finally:
                 writes.close()
     finally:
         await pusher.stop()
     sent = events * settings.repeats
-    total = sum(written)
+    total = sum(measured.written)
     return Measurement(
-        samples,
+        measured.samples,
         [
             f"states {total} for {sent} reports ({total / sent:.2f} per report)",
-            f"{statistics.median(rates) / 1000:.1f}k reports/s wall (paced)",
+            f"{statistics.median(measured.rates) / 1000:.1f}k reports/s wall (paced)",
         ],
     )
 
@@ -360,8 +351,6 @@ async def powersensor_plain_client(settings: Settings) -> Measurement:
     events = settings.events
     host = _loopback_host(13)
     power, energy = _PlainPower(), _PlainEnergy()
-    samples: list[float] = []
-    written: list[int] = []
     pusher = await _start_pusher(host, events=events, rounds=rounds)
     try:
         with mock_config_flow(FLOOR_DOMAIN, ProbeConfigFlow):
@@ -376,31 +365,25 @@ async def powersensor_plain_client(settings: Settings) -> Measurement:
                 )
                 writes = StateWrites(hass, [power.entity_id, energy.entity_id])
                 try:
-                    for round_index in range(rounds):
-                        await settle(hass)
-                        writes.arm(
-                            power.entity_id, numeric_state_is(round_marker(round_index))
-                        )
-                        begin = cpu_ns()
-                        await pusher.send(f"go {round_index}")
-                        end = await writes.wait(_round_timeout(events))
-                        answer = (await pusher.read_line(STARTUP_TIMEOUT)).split()
-                        if answer[:2] != ["sent", str(round_index)]:
-                            raise BenchError(
-                                f"the pusher answered {' '.join(answer)!r}"
-                            )
-                        if round_index < WARMUP_ROUNDS:
-                            continue
-                        samples.append((end - begin) / events / 1000)
-                        written.append(writes.count)
+                    measured = await push_rounds(
+                        hass,
+                        pusher,
+                        writes,
+                        power.entity_id,
+                        round_marker,
+                        rounds=rounds,
+                        warmup=WARMUP_ROUNDS,
+                        events=events,
+                        timeout=_round_timeout(events),
+                    )
                 finally:
                     writes.close()
                     transport.close()
     finally:
         await pusher.stop()
-    total = sum(written)
+    total = sum(measured.written)
     return Measurement(
-        samples,
+        measured.samples,
         [
             f"states {total} for {events * settings.repeats} reports "
             f"({total / (events * settings.repeats):.2f} per report)",

@@ -42,10 +42,9 @@ from .harness import (
     StateWrites,
     bench_hass,
     cpu_ns,
-    numeric_state_is,
+    push_rounds,
     settle,
     wait_for_states,
-    wall_ns,
 )
 from .probes import CallbackTimer, CountingSink, idle_window
 from .rows import BenchError, Measurement, Settings, row
@@ -218,9 +217,6 @@ async def scrutiny_end_to_end(settings: Settings) -> Measurement:
     pusher = await HelperProcess.start(
         PUSHER_MODULE, "--events", str(events), "--rounds", str(rounds)
     )
-    samples: list[float] = []
-    written: list[int] = []
-    rates: list[float] = []
     try:
         words = (await pusher.read_line(STARTUP_TIMEOUT)).split()
         if len(words) != 2 or words[0] != "port":
@@ -252,32 +248,28 @@ async def scrutiny_end_to_end(settings: Settings) -> Measurement:
             last = entity_ids[WATCHED.index(final_path(events))]
             writes = StateWrites(hass, entity_ids)
             try:
-                for round_index in range(rounds):
-                    await settle(hass)
-                    writes.arm(last, numeric_state_is(round_marker(round_index)))
-                    begin_wall = wall_ns()
-                    begin = cpu_ns()
-                    await pusher.send(f"go {round_index}")
-                    end = await writes.wait(30.0 + events / 1000)
-                    answer = (await pusher.read_line(STARTUP_TIMEOUT)).split()
-                    if answer[:2] != ["sent", str(round_index)] or answer[2:] == ["0"]:
-                        raise BenchError(f"the pusher answered {' '.join(answer)!r}")
-                    if round_index < WARMUP_ROUNDS:
-                        continue
-                    samples.append((end - begin) / events / 1000)
-                    written.append(writes.count)
-                    rates.append(events / ((writes.done_wall_ns - begin_wall) / 1e9))
+                measured = await push_rounds(
+                    hass,
+                    pusher,
+                    writes,
+                    last,
+                    round_marker,
+                    rounds=rounds,
+                    warmup=WARMUP_ROUNDS,
+                    events=events,
+                    timeout=30.0 + events / 1000,
+                )
             finally:
                 writes.close()
     finally:
         await pusher.stop()
     sent = events * settings.repeats
-    total = sum(written)
+    total = sum(measured.written)
     notes = [f"states {total}/{sent}"]
     if total < sent:
         notes.append(f"{sent - total} ({(sent - total) / sent:.1%}) coalesced")
-    notes.append(f"{statistics.median(rates) / 1000:.0f}k ev/s wall")
-    return Measurement(samples, notes)
+    notes.append(f"{statistics.median(measured.rates) / 1000:.0f}k ev/s wall")
+    return Measurement(measured.samples, notes)
 
 
 @row(
