@@ -10,82 +10,23 @@ when the parent terminates it by its PID. Standard library only: it imports no H
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import threading
-from typing import Final
 
 from benchmarks.indi_stream import MAX_ROUNDS, e2e_definitions, e2e_round
-
-MAX_CONNECTIONS: Final = 20
-"""Connections served before the pusher stops accepting (the integration needs one)."""
-MAX_READS: Final = 1_000_000
-"""Reads served on one connection (the client only sends getProperties and a few requests)."""
-CONNECT_WAIT: Final = 30.0
-"""Seconds a ``go`` waits for a client to be connected and to have asked for the properties."""
+from benchmarks.one_client import GetPropertiesServer
 
 
-class _Pusher:
-    """The listening socket and the one client the rounds go to."""
+class _Pusher(GetPropertiesServer):
+    """The INDI server of the rounds: the client that asked for the properties gets them."""
 
     def __init__(self, rounds: list[bytes]) -> None:
+        super().__init__(e2e_definitions())
         self.rounds = rounds
-        self.definitions = e2e_definitions()
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.lock = threading.Lock()
-        self.client: socket.socket | None = None
-        self.ready = threading.Event()
-
-    @property
-    def port(self) -> int:
-        port: int = self.server.getsockname()[1]
-        return port
-
-    def accept_forever(self) -> None:
-        for _ in range(MAX_CONNECTIONS):
-            try:
-                conn, _address = self.server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
-
-    def serve(self, conn: socket.socket) -> None:
-        """Answer getProperties with the definitions; the client becomes the target of the rounds."""
-        pending = b""
-        try:
-            for _ in range(MAX_READS):
-                data = conn.recv(65536)
-                if not data:
-                    break
-                pending = (pending + data)[-4096:]
-                if b"<getProperties" in pending:
-                    pending = b""
-                    with self.lock:
-                        conn.sendall(self.definitions)
-                        self.client = conn
-                    self.ready.set()
-        except OSError:
-            pass
-        finally:
-            with self.lock:
-                if self.client is conn:
-                    self.client = None
-                    self.ready.clear()
-            conn.close()
 
     def push(self, round_index: int) -> int:
         """Send one round; return the bytes sent (0 when no client is there)."""
-        if not self.ready.wait(CONNECT_WAIT):
-            return 0
-        data = self.rounds[round_index]
-        with self.lock:
-            if self.client is None:
-                return 0
-            try:
-                self.client.sendall(data)
-            except OSError:
-                return 0
-        return len(data)
+        return self.send(self.rounds[round_index])
 
 
 def _say(line: str) -> None:

@@ -25,11 +25,12 @@ library only: it imports no Home Assistant.
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import threading
 import time
 from typing import Final
+
+from benchmarks.one_client import CONNECT_WAIT, GetPropertiesServer
 
 DEVICE: Final = "Pacer"
 CHANNELS: Final = 4
@@ -41,10 +42,6 @@ MAX_BATCH: Final = 2000
 MAX_RATE: Final = 100_000
 MAX_MILLISECONDS: Final = 60_000
 MAX_COMMANDS: Final = 1000
-MAX_CONNECTIONS: Final = 20
-MAX_READS: Final = 1_000_000
-CONNECT_WAIT: Final = 30.0
-"""Seconds a ``go`` waits for a client that asked for the properties."""
 PAIRS_PER_LINE: Final = 1000
 """Batch times per answer line (each line stays far below a 64 KiB stream-reader limit)."""
 
@@ -79,52 +76,11 @@ def element(sequence: int, stamp: str) -> bytes:
     ).encode()
 
 
-class _Server:
-    """The listening socket and the one client the paced runs go to."""
+class _Server(GetPropertiesServer):
+    """The INDI server of the paced runs: the client that asked for the properties gets them."""
 
     def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.definitions = definitions()
-        self.lock = threading.Lock()
-        self.client: socket.socket | None = None
-        self.ready = threading.Event()
-
-    @property
-    def port(self) -> int:
-        port: int = self.server.getsockname()[1]
-        return port
-
-    def accept_forever(self) -> None:
-        for _ in range(MAX_CONNECTIONS):
-            try:
-                conn, _address = self.server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
-
-    def serve(self, conn: socket.socket) -> None:
-        """Answer each getProperties (the first one, and liveness probes) with the definitions."""
-        pending = b""
-        try:
-            for _ in range(MAX_READS):
-                data = conn.recv(65536)
-                if not data:
-                    break
-                pending = (pending + data)[-4096:]
-                if b"<getProperties" in pending:
-                    pending = b""
-                    with self.lock:
-                        conn.sendall(self.definitions)
-                        self.client = conn
-                    self.ready.set()
-        except OSError:
-            pass
-        finally:
-            with self.lock:
-                if self.client is conn:
-                    self.client = None
-                    self.ready.clear()
-            conn.close()
+        super().__init__(definitions())
 
     def paced(
         self, first: int, rate: int, milliseconds: int

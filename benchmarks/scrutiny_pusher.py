@@ -25,11 +25,10 @@ import threading
 from typing import Any, Final
 import zlib
 
+from benchmarks.one_client import MAX_READS, OneClientServer
+
 WATCHED: Final = ("/bench/a", "/bench/b", "/bench/c")
 IDS: Final = {path: f"{index:x}" for index, path in enumerate(WATCHED, start=16)}
-MAX_CONNECTIONS: Final = 20
-MAX_READS: Final = 1_000_000
-CONNECT_WAIT: Final = 30.0
 _HEADER: Final = re.compile(rb"<SCRUTINY size=([0-9a-fA-F]{1,8}) flags=(c?h?)>")
 
 
@@ -192,90 +191,52 @@ def answer(request: dict[str, Any]) -> dict[str, Any] | list[dict[str, Any]] | N
     }
 
 
-class _Pusher:
-    """The listening socket and the one subscribed client the rounds go to."""
+class _Pusher(OneClientServer):
+    """The Scrutiny server of the rounds: the client that subscribed gets them."""
 
     def __init__(self, rounds: list[bytes]) -> None:
+        super().__init__()
         self.rounds = rounds
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.lock = threading.Lock()
-        self.client: socket.socket | None = None
-        self.ready = threading.Event()
 
-    @property
-    def port(self) -> int:
-        port: int = self.server.getsockname()[1]
-        return port
-
-    def accept_forever(self) -> None:
-        for _ in range(MAX_CONNECTIONS):
-            try:
-                conn, _address = self.server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
-
-    def serve(self, conn: socket.socket) -> None:
+    def converse(self, conn: socket.socket) -> None:
         """Greet, answer requests; a client that subscribed becomes the target of the rounds."""
         buffer = b""
-        try:
-            conn.sendall(
-                frame(
-                    {
-                        "cmd": "welcome",
-                        "reqid": None,
-                        "server_time_zero_timestamp": 1795236047.6,
-                    }
-                )
+        conn.sendall(
+            frame(
+                {
+                    "cmd": "welcome",
+                    "reqid": None,
+                    "server_time_zero_timestamp": 1795236047.6,
+                }
             )
-            for _ in range(MAX_READS):
-                data = conn.recv(65536)
-                if not data:
+        )
+        for _ in range(MAX_READS):
+            data = conn.recv(65536)
+            if not data:
+                break
+            buffer += data
+            while (match := _HEADER.search(buffer)) is not None:
+                end = match.end() + int(match.group(1), 16) + 16
+                if len(buffer) < end:
                     break
-                buffer += data
-                while (match := _HEADER.search(buffer)) is not None:
-                    end = match.end() + int(match.group(1), 16) + 16
-                    if len(buffer) < end:
-                        break
-                    request = json.loads(
-                        zlib.decompress(buffer[match.end() : end - 16])
-                    )
-                    buffer = buffer[end:]
-                    answers = answer(request)
-                    with self.lock:
-                        for reply in (
-                            answers
-                            if isinstance(answers, list)
-                            else [answers]
-                            if answers
-                            else []
-                        ):
-                            conn.sendall(frame(reply))
-                        if request.get("cmd") == "subscribe_watchable":
-                            self.client = conn
-                            self.ready.set()
-        except OSError:
-            pass
-        finally:
-            with self.lock:
-                if self.client is conn:
-                    self.client = None
-                    self.ready.clear()
-            conn.close()
+                request = json.loads(zlib.decompress(buffer[match.end() : end - 16]))
+                buffer = buffer[end:]
+                answers = answer(request)
+                with self.lock:
+                    for reply in (
+                        answers
+                        if isinstance(answers, list)
+                        else [answers]
+                        if answers
+                        else []
+                    ):
+                        conn.sendall(frame(reply))
+                    if request.get("cmd") == "subscribe_watchable":
+                        self.target(conn)
 
     def push(self, round_index: int, data: bytes | None = None) -> int:
         """Send one round (or ``data``); return the bytes sent (0 when no client is there)."""
-        if not self.ready.wait(CONNECT_WAIT):
-            return 0
-        data = self.rounds[round_index] if data is None else data
-        with self.lock:
-            if self.client is None:
-                return 0
-            try:
-                self.client.sendall(data)
-            except OSError:
-                return 0
-        return len(data)
+        return self.send(self.rounds[round_index] if data is None else data)
 
 
 def _say(line: str) -> None:
