@@ -42,7 +42,7 @@ from .harness import (
     wait_for_states,
     wall_ns,
 )
-from .probes import CallbackTimer, CountingSink, idle_window
+from .probes import CallbackTimer, CountingSink, FloodTally, idle_window
 from .rows import BenchError, Measurement, Settings, row
 
 COUNT_ENTITY: Final = "sensor.gentec_eo_maestro_pulse_count"
@@ -255,29 +255,22 @@ async def _source_on_emulator(sink: CountingSink) -> AsyncIterator[Any]:
 async def gentec_loop_lag(settings: Settings) -> Measurement:
     """Measure the longest event-loop callback of ours while the line floods the source."""
     sink = CountingSink()
-    samples: list[float] = []
-    worst: dict[str, float] = {}
+    tally = FloodTally()
     try:
         async with _source_on_emulator(sink) as emulator:
             await asyncio.sleep(0.2)
             for repeat in range(settings.repeats):
-                longest = 0.0
                 for index, kind in enumerate(FLOODS):
                     marker = 500.0 + repeat * 10 + index
                     sink.arm(functools.partial(_is_reading, marker=marker))
                     with CallbackTimer() as timer:
                         emulator.inject(_flood(kind) + f"{marker:.6e}\r\n".encode())
                         await sink.wait(60.0)
-                    us = timer.ours.longest_s * 1e6
-                    worst[kind] = max(worst.get(kind, 0.0), us)
-                    longest = max(longest, us)
-                samples.append(longest)
+                    tally.add(kind, timer)
+                tally.end_repeat()
     except TimeoutError as err:
         raise BenchError("the value after a flood was never shown") from err
-    return Measurement(
-        samples,
-        [", ".join(f"{kind} {us / 1000:.2f} ms" for kind, us in worst.items())],
-    )
+    return Measurement(tally.samples, [tally.per_kind()])
 
 
 @row(

@@ -78,7 +78,7 @@ from .hololinked_stream import (
     THING_ID,
     parser_stream,
 )
-from .probes import CallbackTimer, CountingSink, idle_window
+from .probes import CallbackTimer, CountingSink, FloodTally, idle_window
 from .rows import BenchError, Measurement, Settings, row
 
 INTEGRATION_DOMAIN: Final = "instrument_hub"
@@ -583,15 +583,10 @@ async def hololinked_loop_lag(settings: Settings) -> Measurement:
         counts = {kind: max(1, count // 10) for kind, count in counts.items()}
     pusher, port = await _start_pusher()
     sink = CountingSink()
-    samples: list[float] = []
-    worst: dict[str, float] = {}
-    names: dict[str, str] = {}
-    longest_gc = 0.0
-    others = (0.0, "")
+    tally = FloodTally()
     try:
         async with _running_source(port, sink):
             for repeat in range(settings.repeats):
-                longest = 0.0
                 for index, kind in enumerate(FLOODS):
                     marker = -1000.0 - repeat * 100 - index
                     sink.arm(functools.partial(_is_value, marker=marker))
@@ -601,27 +596,20 @@ async def hololinked_loop_lag(settings: Settings) -> Measurement:
                         answer = (await pusher.read_line(120.0)).split()
                     if answer[:2] != ["flooded", kind]:
                         raise BenchError(f"the pusher answered {' '.join(answer)!r}")
-                    us = timer.ours.longest_s * 1e6
-                    if us > worst.get(kind, 0.0):
-                        names[kind] = timer.ours.longest_name
-                    worst[kind] = max(worst.get(kind, 0.0), us)
-                    longest = max(longest, us)
-                    longest_gc = max(longest_gc, timer.longest_gc_s)
-                    if timer.others.longest_s > others[0]:
-                        others = (timer.others.longest_s, timer.others.longest_name)
-                samples.append(longest)
+                    tally.add(kind, timer)
+                tally.end_repeat()
     except TimeoutError as err:
         raise BenchError("the marker after a flood was never emitted") from err
     finally:
         await pusher.stop()
     return Measurement(
-        samples,
+        tally.samples,
         [
-            ", ".join(f"{kind} {us / 1000:.2f} ms" for kind, us in worst.items()),
-            f"longest in {names[max(worst, key=worst.__getitem__)]}" if worst else "",
-            f"longest not ours {others[0] * 1000:.1f} ms ({others[1]}: aiohttp's HTTP parsing "
-            "of one socket read)",
-            f"longest garbage collection {longest_gc * 1000:.1f} ms (not counted)",
+            tally.per_kind(),
+            f"longest in {tally.longest_name()}" if tally.worst_us else "",
+            f"longest not ours {tally.others.longest_s * 1000:.1f} ms "
+            f"({tally.others.longest_name}: aiohttp's HTTP parsing of one socket read)",
+            tally.gc_note(),
         ],
     )
 

@@ -77,7 +77,7 @@ from .powersensor_stream import (
     plug_report,
     round_marker,
 )
-from .probes import CallbackTimer, CountingSink, idle_window
+from .probes import CallbackTimer, CountingSink, FloodTally, idle_window
 from .rows import BenchError, Measurement, Settings, row
 
 INTEGRATION_DOMAIN: Final = "instrument_hub"
@@ -651,13 +651,10 @@ async def powersensor_loop_lag(settings: Settings) -> Measurement:
     pusher = await _start_pusher(host, events=10, rounds=1)
     sink = CountingSink()
     source = PowersensorSource(PowersensorSettings(plug_hosts=(host,)))
-    samples: list[float] = []
-    worst: dict[str, float] = {}
-    longest_gc = 0.0
+    tally = FloodTally()
     try:
         await source.async_start(sink)
         for repeat in range(settings.repeats):
-            longest = 0.0
             for index, kind in enumerate(FLOODS):
                 marker = 200000.0 + repeat * 100 + index
                 sink.arm(functools.partial(_is_power, marker=marker))
@@ -669,22 +666,14 @@ async def powersensor_loop_lag(settings: Settings) -> Measurement:
                     answer = (await pusher.read_line(STARTUP_TIMEOUT)).split()
                 if answer[:2] != ["flooded", kind]:
                     raise BenchError(f"the pusher answered {' '.join(answer)!r}")
-                worst[kind] = max(worst.get(kind, 0.0), timer.ours.longest_s * 1e6)
-                longest_gc = max(longest_gc, timer.longest_gc_s)
-                longest = max(longest, timer.ours.longest_s * 1e6)
-            samples.append(longest)
+                tally.add(kind, timer)
+            tally.end_repeat()
     except TimeoutError as err:
         raise BenchError("the marker after a flood was never emitted") from err
     finally:
         await source.async_stop()
         await pusher.stop()
-    return Measurement(
-        samples,
-        [
-            ", ".join(f"{kind} {us / 1000:.2f} ms" for kind, us in worst.items()),
-            f"longest garbage collection {longest_gc * 1000:.1f} ms (not counted)",
-        ],
-    )
+    return Measurement(tally.samples, [tally.per_kind(), tally.gc_note()])
 
 
 @row(

@@ -123,6 +123,56 @@ class CallbackTimer:
         asyncio.Handle._run = self._original  # type: ignore[method-assign]  # noqa: SLF001
 
 
+class FloodTally:
+    """What the loop-lag rows keep over repeats of their floods: the longest callback of ours.
+
+    ``add`` takes each flood's ``CallbackTimer``; ``end_repeat`` closes a repeat (its longest over
+    every flood is one sample). Per flood kind the worst is kept, with the callback's name, and the
+    longest callback not ours and the longest garbage collection (never counted as ours).
+    """
+
+    def __init__(self) -> None:
+        """Start with nothing seen."""
+        self.samples: list[float] = []
+        self.worst_us: dict[str, float] = {}
+        self.names: dict[str, str] = {}
+        self.others = CallbackStats()
+        self.longest_gc_s = 0.0
+        self._repeat_us = 0.0
+
+    def add(self, kind: str, timer: CallbackTimer) -> None:
+        """Count one flood of ``kind``."""
+        us = timer.ours.longest_s * 1e6
+        if us > self.worst_us.get(kind, 0.0):
+            self.names[kind] = timer.ours.longest_name
+        self.worst_us[kind] = max(self.worst_us.get(kind, 0.0), us)
+        self._repeat_us = max(self._repeat_us, us)
+        self.longest_gc_s = max(self.longest_gc_s, timer.longest_gc_s)
+        if timer.others.longest_s > self.others.longest_s:
+            self.others = timer.others
+
+    def end_repeat(self) -> None:
+        """Close a repeat: its longest callback of ours is a sample."""
+        self.samples.append(self._repeat_us)
+        self._repeat_us = 0.0
+
+    def per_kind(self) -> str:
+        """Return the worst callback per flood kind, in ms."""
+        return ", ".join(
+            f"{kind} {us / 1000:.2f} ms" for kind, us in self.worst_us.items()
+        )
+
+    def longest_name(self) -> str:
+        """Return the name of the longest callback of ours over every flood."""
+        if not self.worst_us:
+            return ""
+        return self.names.get(max(self.worst_us, key=self.worst_us.__getitem__), "")
+
+    def gc_note(self) -> str:
+        """Return the note on the longest garbage collection."""
+        return f"longest garbage collection {self.longest_gc_s * 1000:.1f} ms (not counted)"
+
+
 class Wakeups:
     """Count the loop's wake-ups and the timers run by the integration's own code."""
 

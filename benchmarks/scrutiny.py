@@ -46,7 +46,7 @@ from .harness import (
     settle,
     wait_for_states,
 )
-from .probes import CallbackTimer, CountingSink, idle_window
+from .probes import CallbackTimer, CountingSink, FloodTally, idle_window
 from .rows import BenchError, Measurement, Settings, row
 
 CAPTURE: Final = (
@@ -426,9 +426,7 @@ async def scrutiny_loop_lag(settings: Settings) -> Measurement:
 
     counts = {"burst": 20000, "garbage": 500, "oversized": 200, "bomb": 2}
     pusher = await HelperProcess.start(PUSHER_MODULE, "--events", "10", "--rounds", "1")
-    samples: list[float] = []
-    worst: dict[str, float] = {}
-    longest_gc = 0.0
+    tally = FloodTally()
     sink = CountingSink()
     try:
         words = (await pusher.read_line(STARTUP_TIMEOUT)).split()
@@ -440,7 +438,6 @@ async def scrutiny_loop_lag(settings: Settings) -> Measurement:
         await source.async_start(sink)
         try:
             for repeat in range(settings.repeats):
-                longest = 0.0
                 for index, kind in enumerate(FLOODS):
                     marker = 3_000_000.0 + repeat * 100 + index
                     sink.arm(functools.partial(_is_value, marker=marker))
@@ -448,21 +445,12 @@ async def scrutiny_loop_lag(settings: Settings) -> Measurement:
                         await pusher.send(f"flood {kind} {counts[kind]} {marker}")
                         await sink.wait(120.0)
                         await pusher.read_line(120.0)
-                    us = timer.ours.longest_s * 1e6
-                    worst[kind] = max(worst.get(kind, 0.0), us)
-                    longest = max(longest, us)
-                    longest_gc = max(longest_gc, timer.longest_gc_s)
-                samples.append(longest)
+                    tally.add(kind, timer)
+                tally.end_repeat()
         finally:
             await source.async_stop()
     except TimeoutError as err:
         raise BenchError("the marker after a flood was never emitted") from err
     finally:
         await pusher.stop()
-    return Measurement(
-        samples,
-        [
-            ", ".join(f"{kind} {us / 1000:.2f} ms" for kind, us in worst.items()),
-            f"longest garbage collection {longest_gc * 1000:.1f} ms (not counted)",
-        ],
-    )
+    return Measurement(tally.samples, [tally.per_kind(), tally.gc_note()])
