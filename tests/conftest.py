@@ -12,6 +12,7 @@ from syrupy.assertion import SnapshotAssertion
 from .fake_indi import FakeIndiServer
 from .fake_scrutiny import FakeScrutinyServer
 from .fake_source import FakeKind, registered_fake_kind
+from .fake_thing import FakeThing, fake_thing
 from .powersensor_ha import (  # noqa: F401 - fixtures of the Powersensor tests
     ha_network,
     held_household,
@@ -51,6 +52,13 @@ async def scrutiny_server(socket_enabled: None) -> AsyncIterator[FakeScrutinySer
         yield server
     finally:
         await server.close()
+
+
+@pytest.fixture
+async def thing(socket_enabled: None) -> AsyncIterator[FakeThing]:
+    """Serve the captured hololinked TD from a scripted Thing on 127.0.0.1, stopped after the test."""
+    async with fake_thing() as scripted:
+        yield scripted
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from unittest.mock import AsyncMock, patch
 
 from homeassistant.config_entries import SOURCE_USER
@@ -28,13 +28,6 @@ def mock_setup_entry() -> Iterator[AsyncMock]:
         "custom_components.instrument_hub.async_setup_entry", return_value=True
     ) as mock:
         yield mock
-
-
-@pytest.fixture
-async def thing(socket_enabled: None) -> AsyncIterator[FakeThing]:
-    """Serve the captured TD from a scripted Thing."""
-    async with fake_thing() as scripted:
-        yield scripted
 
 
 async def _step(hass: HomeAssistant) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 from unittest.mock import patch
 
@@ -135,13 +134,6 @@ async def test_entities_of_the_stage(
     ):
         entry = await _setup(hass, stage.url, "thermal-stage", "Stage", "ThermalStage")
         await snapshot_platform(hass, entity_registry, snapshot, entry.entry_id)
-
-
-@pytest.fixture
-async def thing(socket_enabled: None) -> AsyncIterator[FakeThing]:
-    """Serve the captured TD from a scripted Thing."""
-    async with fake_thing() as scripted:
-        yield scripted
 
 
 async def test_bad_input_in_a_stream_leaves_the_entities_updating(

@@ -6,8 +6,9 @@ The scripted INDI server is the package-wide ``indi_server`` fixture (tests/conf
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 import pytest
 
 from custom_components.instrument_hub.events import Event
@@ -56,3 +57,10 @@ class EventRecorder:
 def recorder() -> EventRecorder:
     """Return an event sink recording everything a source emits."""
     return EventRecorder()
+
+
+@pytest.fixture
+async def session(socket_enabled: None) -> AsyncIterator[aiohttp.ClientSession]:
+    """Give the test an aiohttp session of its own (Home Assistant passes its shared one)."""
+    async with aiohttp.ClientSession() as client_session:
+        yield client_session

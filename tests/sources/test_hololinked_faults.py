@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -31,20 +30,6 @@ from .test_hololinked_streams import DP_PATH, WAVELENGTH, _started
 
 GAP = join_key("property", "measurement_gap")
 START = join_key("action", "start_acquisition")
-
-
-@pytest.fixture
-async def session(socket_enabled: None) -> AsyncIterator[aiohttp.ClientSession]:
-    """Give the test an aiohttp session of its own."""
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
-@pytest.fixture
-async def thing(socket_enabled: None) -> AsyncIterator[FakeThing]:
-    """Serve the captured TD from a scripted Thing."""
-    async with fake_thing() as scripted:
-        yield scripted
 
 
 def _gaps(recorder: EventRecorder) -> list[object]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 import time
 
 import aiohttp
@@ -48,13 +47,6 @@ DATA_POINT = join_key("event", "data_point_event")
 WAVELENGTH = join_key("property", "wavelength")
 STATS_ENABLED = join_key("property", "statistics_enabled")
 START = join_key("action", "start_acquisition")
-
-
-@pytest.fixture
-async def session(socket_enabled: None) -> AsyncIterator[aiohttp.ClientSession]:
-    """Give the test an aiohttp session of its own (Home Assistant passes its shared one)."""
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
 
 
 def _source(

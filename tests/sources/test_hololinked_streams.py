@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 import logging
 import time
 
@@ -45,20 +44,6 @@ PULSES = join_key("event", "statistics_event", "pulse_count")
 WAVELENGTH = join_key("property", "wavelength")
 DP_PATH = "data-point-event"
 LOGGER = "custom_components.instrument_hub.sources.hololinked.client"
-
-
-@pytest.fixture
-async def session(socket_enabled: None) -> AsyncIterator[aiohttp.ClientSession]:
-    """Give the test an aiohttp session of its own."""
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
-@pytest.fixture
-async def thing(socket_enabled: None) -> AsyncIterator[FakeThing]:
-    """Serve the captured TD from a scripted Thing."""
-    async with fake_thing() as scripted:
-        yield scripted
 
 
 async def _started(
