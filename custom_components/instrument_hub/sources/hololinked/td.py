@@ -10,7 +10,7 @@ resolved and moved onto the authority the user configured: the server writes its
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -224,27 +224,11 @@ def parse_td(document: object, url: ThingUrl) -> ThingDescription:
             "no id, title and properties/actions/events: not a Thing Description"
         )
     skipped: list[str] = []
-    properties: dict[str, PropertyAffordance] = {}
-    for name, raw in _section(document, "properties"):
-        prop = _property(name, raw, url)
-        if prop is None:
-            skipped.append(f"property {name}")
-        else:
-            properties[name] = prop
-    actions: dict[str, ActionAffordance] = {}
-    for name, raw in _section(document, "actions"):
-        act = _action(name, raw, url)
-        if act is None:
-            skipped.append(f"action {name}")
-        else:
-            actions[name] = act
-    events: dict[str, EventAffordance] = {}
-    for name, raw in _section(document, "events"):
-        event = _event(name, raw, url)
-        if event is None:
-            skipped.append(f"event {name}")
-        else:
-            events[name] = event
+    properties = _affordances(
+        document, "properties", "property", _property, url, skipped
+    )
+    actions = _affordances(document, "actions", "action", _action, url, skipped)
+    events = _affordances(document, "events", "event", _event, url, skipped)
     return ThingDescription(
         id=thing_id,
         title=title.strip() or thing_id,
@@ -255,6 +239,25 @@ def parse_td(document: object, url: ThingUrl) -> ThingDescription:
         security=_security(document),
         skipped=tuple(skipped),
     )
+
+
+def _affordances[T](
+    document: Mapping[str, Any],
+    key: str,
+    kind: str,
+    parse: Callable[[str, Mapping[str, Any], ThingUrl], T | None],
+    url: ThingUrl,
+    skipped: list[str],
+) -> dict[str, T]:
+    """Parse one section (``properties``, ``actions``, ``events``); "<kind> <name>" of each skipped."""
+    parsed: dict[str, T] = {}
+    for name, raw in _section(document, key):
+        affordance = parse(name, raw, url)
+        if affordance is None:
+            skipped.append(f"{kind} {name}")
+        else:
+            parsed[name] = affordance
+    return parsed
 
 
 def _section(
