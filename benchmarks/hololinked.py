@@ -636,7 +636,9 @@ async def hololinked_idle(settings: Settings) -> Measurement:
                 notes = [
                     f"loop wake-ups {figures.wakeups:.2f}/s (without the source "
                     f"{baseline.wakeups:.2f}/s), integration timers {figures.own_timers:.2f}/s",
-                    "the /liveness probe every 3 s (a stalled link has no other sign)",
+                    "outside these windows: one /liveness request per 30 s without a byte "
+                    "(a frozen Thing has no other sign) and the 30 s read of the properties "
+                    "that push no changes",
                 ]
     finally:
         await pusher.stop()

@@ -183,6 +183,9 @@ class FakeThing:
         return web.json_response(_moved(self.td, origin), status=self.td_status)
 
     async def _liveness(self, request: web.Request) -> web.StreamResponse:
+        self._log("GET liveness")
+        if "GET liveness" in self.hang:
+            await asyncio.Event().wait()
         return web.Response(text="")
 
     async def _resource(self, request: web.Request) -> web.StreamResponse:

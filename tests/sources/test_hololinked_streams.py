@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -323,3 +324,43 @@ async def test_a_stream_that_cannot_open_does_not_hold_up_the_start(
             )
         finally:
             await source.async_stop()
+
+
+async def test_a_pushing_thing_is_not_asked_and_a_quiet_one_is(
+    session: aiohttp.ClientSession, thing: FakeThing, recorder: EventRecorder
+) -> None:
+    """Bytes on any stream prove the Thing alive: /liveness only goes out after a silence."""
+    source = await _started(session, thing, recorder)
+    try:
+        assert source.diagnostics()["streams"]["data_point_event"]["keepalive"] is True
+        for index in range(12):  # 1.2 s of pushes, more than twice the 0.5 s silence
+            thing.send(DP_PATH, b'data: {"energy": %d, "timestamp": 0}\n\n' % index)
+            await asyncio.sleep(0.1)
+        await recorder.wait_for(
+            Reading, lambda r: r.channel_key == DATA_POINT, count=12
+        )
+        assert thing.count("liveness") == 0
+        await thing.wait_requests("liveness", 2)  # quiet: asked once per silence
+        assert recorder.of_type(LinkDown) == []
+    finally:
+        await source.async_stop()
+
+
+async def test_a_frozen_thing_is_dropped_after_the_silence_and_the_probe(
+    session: aiohttp.ClientSession, thing: FakeThing, recorder: EventRecorder
+) -> None:
+    """Streams open but mute, /liveness unanswered: down after silence + probe timeout, then back."""
+    source = await _started(session, thing, recorder, liveness_timeout=0.3)
+    try:
+        thing.hang.add("GET liveness")
+        thing.send(DP_PATH, b'data: {"energy": 1, "timestamp": 0}\n\n')
+        await recorder.wait_for(Reading, lambda r: r.channel_key == DATA_POINT)
+        last_byte = time.monotonic()
+        down = await recorder.wait_for(LinkDown)
+        took = time.monotonic() - last_byte
+        assert 0.5 + 0.3 - 0.05 <= took <= 0.5 + 0.3 + 1.0
+        assert "does not answer" in down.reason
+        thing.hang.discard("GET liveness")
+        await recorder.wait_for(LinkUp, count=2)
+    finally:
+        await source.async_stop()

@@ -28,6 +28,7 @@ from ..base import (
     CommandTimeout,
     SourceError,
 )
+from ..keepalive import enable_keepalive
 from .protocol import (
     DEFAULT_MAX_LINE_BYTES,
     PayloadError,
@@ -299,6 +300,8 @@ class StreamStats:
     bytes_in: int = 0
     malformed_lines: int = 0
     not_json: int = 0
+    keepalive: bool = False
+    """TCP keepalive is on for the open subscription's socket."""
 
 
 class EventStream:
@@ -307,7 +310,8 @@ class EventStream:
     :meth:`start` runs a task that subscribes, parses and decodes, and on any end (the Thing went
     away, the server closed the stream, an HTTP error) tells ``on_lost`` and subscribes again after
     a back-off of ``backoff_min`` doubling up to ``backoff_max`` (±20 %). The stream carries no
-    heartbeat, so silence is never taken for a loss and nothing times out a read. Malformed lines
+    heartbeat, so silence is never taken for a loss and nothing times out a read; the socket gets
+    TCP keepalive, and ``heard_at`` tells the source how long the stream has been quiet. Malformed lines
     and data that is not JSON are skipped: the first of a connection is a WARNING, later ones DEBUG.
     """
 
@@ -343,6 +347,8 @@ class EventStream:
         """Set while the subscription is open (the server sent its headers: it is subscribed)."""
         self.tried = asyncio.Event()
         """Set once the first subscription attempt opened or failed."""
+        self.heard_at = 0.0
+        """``time.monotonic()`` of the subscription's last read (or its opening)."""
         self.stats = StreamStats()
 
     @property
@@ -423,12 +429,19 @@ class EventStream:
                 )
             if response.content_type != EVENT_STREAM:
                 raise CommandRejected(f"not an event stream ({response.content_type})")
+            # A vanished host is the kernel's to notice: no request, no wake-up while quiet.
+            connection = response.connection
+            self.stats.keepalive = enable_keepalive(
+                connection.transport if connection is not None else None
+            )
+            self.heard_at = time.monotonic()
             self.opened.set()
             self.tried.set()
             self.stats.connects += 1
             # Bounded reads: a busy stream buffers hundreds of HTTP chunks (one per event), and
             # handing them all over at once is aiohttp's own work in this task's step.
             async for chunk in response.content.iter_chunked(FEED_BYTES):
+                self.heard_at = self._clock()
                 self.stats.bytes_in += len(chunk)
                 delivered = True
                 await self._feed(chunk)

@@ -3,8 +3,11 @@
 Pushed, not polled: every event and every observable property is an SSE subscription
 (:class:`EventStream`); the other readable properties are read at start, after each write and
 every ``refresh_interval`` seconds. A hololinked stream has no heartbeat, so silence is not death:
-the link is the server's ``/liveness``, asked every ``liveness_interval`` seconds and at once when
-a subscription ends (a killed Thing closes every socket, so that is noticed within milliseconds).
+the link is the server's ``/liveness``, asked at once when a subscription ends (a killed Thing
+closes every socket, so that is noticed within milliseconds) and after ``liveness_interval`` seconds
+in which no stream brought a byte (a frozen Thing: noticed within ``liveness_interval +
+liveness_timeout``, 40 s). While the Thing pushes, nothing is asked; while it is quiet, one request
+per ``liveness_interval``; TCP keepalive on the streams covers a host that vanished.
 When the link is lost every subscription stops; coming back means the TD again (a changed Thing
 redefines its channels, never duplicates them), the properties read again and every subscription
 opened again, retried with jittered back-off (1 s doubling to 60 s) until it works.
@@ -21,6 +24,7 @@ import contextlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, tzinfo
 import logging
+import time
 from typing import Any, Final
 
 import aiohttp
@@ -71,9 +75,10 @@ _LOGGER = logging.getLogger(__name__)
 
 REFRESH_INTERVAL: Final = 30.0
 """Seconds between two reads of the properties that push no change events."""
-LIVENESS_INTERVAL: Final = 3.0
-LIVENESS_TIMEOUT: Final = 2.0
-"""A Thing killed without closing its sockets (a cable pulled) is noticed within 5 s."""
+LIVENESS_INTERVAL: Final = 30.0
+"""Seconds without a byte on any stream before ``/liveness`` is asked (as INDI's silence)."""
+LIVENESS_TIMEOUT: Final = 10.0
+"""Seconds ``/liveness`` has to answer: a frozen Thing is noticed within 40 s of its last byte."""
 STREAM_OPEN_TIMEOUT: Final = 5.0
 """Seconds the subscriptions get to open (or fail) before the properties are read (no change lost)."""
 AUTH_REFUSED: Final = "the Thing refused the credentials"
@@ -130,6 +135,7 @@ class HololinkedSource(Source):
         self._stream_seq: dict[str, int] = {}
         self._link_up = False
         self._kick = asyncio.Event()
+        self._checked_at = 0.0
         self._auth_refused = False
         self._auth_reported = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -278,6 +284,7 @@ class HololinkedSource(Source):
         self._auth_reported = False
         self._counters.connects += 1
         self._apply_td(td)
+        self._checked_at = time.monotonic()
         self._set_link(up=True, reason="")
         self._start_streams()
         await self._wait_streams_open()
@@ -360,11 +367,18 @@ class HololinkedSource(Source):
         delay = self._backoff_min
         while True:
             if self._link_up:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._liveness_interval):
-                        await self._kick.wait()
+                quiet_left = self._liveness_interval - (
+                    time.monotonic() - self._heard_at()
+                )
+                if quiet_left > 0 and not self._kick.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(quiet_left):
+                            await self._kick.wait()
+                    if not self._kick.is_set():
+                        continue  # the streams may have spoken meanwhile: measure again
                 self._kick.clear()
                 reason = await self._check()
+                self._checked_at = time.monotonic()
                 if reason is not None:
                     await self._go_down(reason)
                     delay = self._backoff_min
@@ -381,6 +395,10 @@ class HololinkedSource(Source):
             else:
                 continue
             delay = min(delay * 2, self._backoff_max)
+
+    def _heard_at(self) -> float:
+        """Return when the Thing last proved alive: a stream's read, a connect or a check."""
+        return max([self._checked_at, *(stream.heard_at for stream in self._streams)])
 
     async def _check(self) -> str | None:
         """Return why the link is lost (None while it is fine)."""

@@ -32,10 +32,10 @@ import asyncio
 from collections.abc import Callable, Coroutine
 import logging
 import random
-import socket
 from typing import Any, Final
 
 from ..base import CannotConnect, NotConnected
+from ..keepalive import enable_keepalive
 from .protocol import DEFAULT_MAX_ELEMENT_BYTES, get_properties
 from .stream import BlobOpener, ElementCallback, IndiStreamParser
 
@@ -51,9 +51,6 @@ SILENCE_TIMEOUT = 30.0
 """Seconds without a byte from the server before the liveness probe goes out."""
 PROBE_TIMEOUT = 10.0
 """Seconds the server has to answer the probe before the link counts as dead."""
-KEEPALIVE_IDLE = 30
-KEEPALIVE_INTERVAL = 10
-KEEPALIVE_COUNT = 3
 _EXCERPT_CHARS = 80
 _CLOSED_BY_SERVER: Final = "connection closed by the server"
 
@@ -77,24 +74,6 @@ def _nothing_to_probe() -> None:
 
 def _always_room() -> bool:
     return True
-
-
-def _enable_keepalive(transport: asyncio.BaseTransport) -> None:
-    """Turn on TCP keepalive (where the platform has the options), so a vanished peer host is noticed."""
-    sock = transport.get_extra_info("socket")
-    if sock is None:
-        return
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        for option, value in (
-            ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
-            ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
-            ("TCP_KEEPCNT", KEEPALIVE_COUNT),
-        ):
-            if hasattr(socket, option):
-                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
-    except OSError as err:
-        _LOGGER.debug("TCP keepalive not enabled: %s", err)
 
 
 def _describe(err: BaseException) -> str:
@@ -470,7 +449,7 @@ class IndiConnection:
                 host=self._host,
                 port=str(self._port),
             ) from err
-        _enable_keepalive(transport)
+        enable_keepalive(transport)
         return session
 
     async def _drop_socket(self) -> None:
