@@ -32,7 +32,7 @@ from typing import Any, Final
 
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_HOST, CONF_PORT, EVENT_STATE_CHANGED
-from homeassistant.core import HomeAssistant
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -190,9 +190,12 @@ async def _entity_ids(
         ]
         return None if None in ids else [entity_id for entity_id in ids if entity_id]
 
-    unsubscribe = hass.bus.async_listen(
-        EVENT_STATE_CHANGED, lambda _event: done.set() if found() else None
-    )
+    @callback  # on the loop (a plain function would run in the executor)
+    def changed(_event: Event[EventStateChangedData]) -> None:
+        if found():
+            done.set()
+
+    unsubscribe = hass.bus.async_listen(EVENT_STATE_CHANGED, changed)
     try:
         async with asyncio.timeout(timeout):
             while (ids := found()) is None:

@@ -13,13 +13,14 @@ from unittest.mock import AsyncMock, patch
 from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USB, SOURCE_USER
 from homeassistant.const import (
     CONF_DEVICE,
+    EVENT_STATE_CHANGED,
     STATE_OFF,
     STATE_ON,
     STATE_UNAVAILABLE,
     STATE_UNKNOWN,
     Platform,
 )
-from homeassistant.core import HomeAssistant
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.helpers.service_info.usb import UsbServiceInfo
@@ -146,13 +147,15 @@ async def test_socket_url_readings_and_statistics_equal_the_emulator(
     await wait_for_state(
         hass, READING, lambda s: s is not None and s.state == STATE_UNKNOWN
     )
-    events: list[str] = []
-    hass.bus.async_listen(
-        "state_changed",
-        lambda e: events.append(e.data["new_state"].state)
-        if e.data["entity_id"] == PULSE and e.data["new_state"] is not None
-        else None,
-    )
+    events: list[tuple[str, int]] = []
+
+    @callback  # on the loop: a plain function would run in the executor, behind the assertions
+    def record(event: Event[EventStateChangedData]) -> None:
+        new = event.data["new_state"]
+        if event.data["entity_id"] == PULSE and new is not None:
+            events.append((new.state, new.attributes["pulses"]))
+
+    hass.bus.async_listen(EVENT_STATE_CHANGED, record)
     maestro_tcp.start_pulses(10.0)
     await wait_until(hass, lambda: _count(hass) >= 30, timeout=10)
     maestro_tcp.stop_pulses()
@@ -165,7 +168,10 @@ async def test_socket_url_readings_and_statistics_equal_the_emulator(
     assert math.isclose(
         _number(hass, AVERAGE), math.fsum(valid) / len(valid), rel_tol=1e-9
     )
-    assert len(events) == len(sent)  # every pulse fired its event (below the bound)
+    assert sum(pulses for _state, pulses in events) == len(sent)
+    assert len(events) == len(sent), (
+        events
+    )  # every pulse fired its event (below the bound)
     pulse = hass.states.get(PULSE)
     assert pulse is not None
     assert pulse.attributes["event_type"] == "pulse"
@@ -306,12 +312,13 @@ async def test_200_hz_for_10_s_loses_no_pulse_and_bounds_writes(
     await add_gentec_entry(hass, maestro.device)
     writes: dict[str, int] = {READING: 0, PULSE: 0, COUNT: 0}
 
-    def count_write(event: object) -> None:
-        entity_id = event.data["entity_id"]  # type: ignore[attr-defined]
+    @callback
+    def count_write(event: Event[EventStateChangedData]) -> None:
+        entity_id = event.data["entity_id"]
         if entity_id in writes:
             writes[entity_id] += 1
 
-    unsubscribe = hass.bus.async_listen("state_changed", count_write)
+    unsubscribe = hass.bus.async_listen(EVENT_STATE_CHANGED, count_write)
     started = time.monotonic()
     maestro.start_pulses(200.0)
     await asyncio.sleep(10)  # the test's subject is ten seconds of pulses

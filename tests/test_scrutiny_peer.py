@@ -12,11 +12,12 @@ from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
 from homeassistant.const import (
     CONF_HOST,
     CONF_PORT,
+    EVENT_STATE_CHANGED,
     STATE_OFF,
     STATE_ON,
     STATE_UNAVAILABLE,
 )
-from homeassistant.core import HomeAssistant
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr, entity_registry as er
@@ -198,13 +199,14 @@ async def test_scrutiny_server_through_home_assistant(
     seen: list[str] = []
     ratios: list[str] = []
 
-    def record() -> None:
+    @callback  # on the loop: a plain function would run in the executor and miss states
+    def record(_event: Event[EventStateChangedData]) -> None:
         for entity_id, values in ((datalogger, seen), (completion, ratios)):
             state = state_of(hass, entity_id)
             if not values or values[-1] != state:
                 values.append(state)
 
-    unsubscribe = hass.bus.async_listen("state_changed", lambda _event: record())
+    unsubscribe = hass.bus.async_listen(EVENT_STATE_CHANGED, record)
     complete = await wait_for_entity(
         hass, "event", f"{entry_id}:event.acquisition_complete"
     )

@@ -51,6 +51,7 @@ async def _started(
     session: aiohttp.ClientSession,
     thing: FakeThing,
     recorder: EventRecorder,
+    liveness_interval: float = 0.5,
     **kwargs: object,
 ) -> HololinkedSource:
     source = HololinkedSource(
@@ -58,7 +59,7 @@ async def _started(
         parse_thing_url(thing.url),
         backoff_min=0.05,
         backoff_max=0.2,
-        liveness_interval=0.5,
+        liveness_interval=liveness_interval,
         **kwargs,  # type: ignore[arg-type]
     )
     await source.async_start(recorder)
@@ -330,14 +331,16 @@ async def test_a_pushing_thing_is_not_asked_and_a_quiet_one_is(
     session: aiohttp.ClientSession, thing: FakeThing, recorder: EventRecorder
 ) -> None:
     """Bytes on any stream prove the Thing alive: /liveness only goes out after a silence."""
-    source = await _started(session, thing, recorder)
+    source = await _started(session, thing, recorder, liveness_interval=1.0)
     try:
         assert source.diagnostics()["streams"]["data_point_event"]["keepalive"] is True
-        for index in range(12):  # 1.2 s of pushes, more than twice the 0.5 s silence
+        for index in range(
+            25
+        ):  # 2.5 s of pushes, ten a second: longer than two silences
             thing.send(DP_PATH, b'data: {"energy": %d, "timestamp": 0}\n\n' % index)
             await asyncio.sleep(0.1)
         await recorder.wait_for(
-            Reading, lambda r: r.channel_key == DATA_POINT, count=12
+            Reading, lambda r: r.channel_key == DATA_POINT, count=25
         )
         assert thing.count("liveness") == 0
         await thing.wait_requests("liveness", 2)  # quiet: asked once per silence
