@@ -58,7 +58,7 @@ _READ_SIZE: Final = 65536
 FEED_BYTES: Final = 4 * 1024
 """What the parser takes from a read in one go (a read of a busy stream holds everything buffered,
 hundreds of KiB: thousands of events)."""
-STEP_SECONDS: Final = 0.015
+STEP_SECONDS: Final = 0.010
 """How long one loop step may go on delivering a read's events before the loop gets its turn."""
 _CHECK_EVERY: Final = 32
 _NO_BODY: Final = object()
