@@ -20,6 +20,7 @@ import serial
 import serial_asyncio_fast
 
 from ..base import CannotConnect, CommandRejected, CommandTimeout, NotConnected
+from ..warn_once import warn_first
 from .protocol import (
     BAUD_RATE,
     DeviceError,
@@ -278,19 +279,14 @@ class MaestroConnection:
     def _report(self, reason: str, raw: bytes) -> None:
         """Count a line that is no reply; WARNING once per connection, later ones at debug."""
         self.unreadable += 1
-        excerpt = raw[:_EXCERPT]
-        if self._warned:
-            _LOGGER.debug(
-                "Unreadable line from %s (%s): %r", self.port, reason, excerpt
-            )
-            return
-        self._warned = True
-        _LOGGER.warning(
-            "Unreadable line from %s (%s): %r; skipped, further ones on this connection are only "
-            "logged at debug level",
+        self._warned = warn_first(
+            _LOGGER,
+            self._warned,
+            "Unreadable line from %s (%s): %r",
             self.port,
             reason,
-            excerpt,
+            raw[:_EXCERPT],
+            consequence="skipped",
         )
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -29,6 +29,7 @@ from ..base import (
     SourceError,
 )
 from ..keepalive import enable_keepalive
+from ..warn_once import warn_first
 from .protocol import (
     DEFAULT_MAX_LINE_BYTES,
     PayloadError,
@@ -504,14 +505,12 @@ class EventStream:
         )
 
     def _warn(self, what: str, detail: str) -> None:
-        if self._warned:
-            _LOGGER.debug("Event stream %s: skipped %s (%s)", self.name, what, detail)
-            return
-        self._warned = True
-        _LOGGER.warning(
-            "Event stream %s: skipped %s (%s); the stream goes on, further ones on this "
-            "connection are only logged at debug level",
+        self._warned = warn_first(
+            _LOGGER,
+            self._warned,
+            "Event stream %s: skipped %s (%s)",
             self.name,
             what,
             detail,
+            consequence="the stream goes on",
         )

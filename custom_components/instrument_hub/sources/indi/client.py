@@ -36,6 +36,7 @@ from typing import Any, Final
 
 from ..base import CannotConnect, NotConnected
 from ..keepalive import enable_keepalive
+from ..warn_once import warn_first
 from .protocol import DEFAULT_MAX_ELEMENT_BYTES, get_properties
 from .stream import BlobOpener, ElementCallback, IndiStreamParser
 
@@ -333,19 +334,14 @@ class IndiConnection:
     def report_malformed(self, reason: str, raw: bytes) -> None:
         """Count a malformed or truncated element; WARNING for the first one of a connection."""
         self._malformed += 1
-        excerpt = raw[:_EXCERPT_CHARS].decode("utf-8", "replace")
-        if self._warned_malformed:
-            _LOGGER.debug(
-                "Malformed INDI data from %s (%s): %r", self.endpoint, reason, excerpt
-            )
-            return
-        self._warned_malformed = True
-        _LOGGER.warning(
-            "Malformed INDI data from %s (%s): %r; the element was skipped, further ones on this "
-            "connection are only logged at debug level",
+        self._warned_malformed = warn_first(
+            _LOGGER,
+            self._warned_malformed,
+            "Malformed INDI data from %s (%s): %r",
             self.endpoint,
             reason,
-            excerpt,
+            raw[:_EXCERPT_CHARS].decode("utf-8", "replace"),
+            consequence="the element was skipped",
         )
 
     def stats(self) -> dict[str, Any]:

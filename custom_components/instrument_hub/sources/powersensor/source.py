@@ -56,6 +56,7 @@ from ...events import (
 )
 from ...log_excerpt import excerpt
 from ..base import CannotConnect, CommandResult, EventSink, Source, UnknownTarget
+from ..warn_once import warn_first
 from .client import BACKOFF_MAX, BACKOFF_MIN, SCAN_SECONDS, PlugLink, scan
 from .mapping import (
     CHANNELS,
@@ -377,23 +378,17 @@ class PowersensorSource(Source):
 
     def _report_bad(self, link: PlugLink, reason: str, raw: bytes) -> None:
         """Log a line that was skipped: a warning the first time per plug, debug afterwards."""
-        text = raw[:EXCERPT_BYTES].decode("utf-8", "replace")
-        if link.host in self._warned_hosts:
-            _LOGGER.debug(
-                "Skipped a line from the Powersensor plug %s (%s): %r",
-                link.endpoint,
-                reason,
-                text,
-            )
-            return
-        self._warned_hosts.add(link.host)
-        _LOGGER.warning(
-            "Skipped a line from the Powersensor plug %s (%s): %r; the rest of the stream is used, "
-            "further bad lines from this plug are only logged at debug level",
+        warn_first(
+            _LOGGER,
+            link.host in self._warned_hosts,
+            "Skipped a line from the Powersensor plug %s (%s): %r",
             link.endpoint,
             reason,
-            text,
+            raw[:EXCERPT_BYTES].decode("utf-8", "replace"),
+            consequence="the rest of the stream is used",
+            later="further bad lines from this plug are only logged at debug level",
         )
+        self._warned_hosts.add(link.host)
 
     async def _scan_and_place(self) -> dict[str, str]:
         """Scan the broadcast addresses; follow every plug that answers where it answered from."""

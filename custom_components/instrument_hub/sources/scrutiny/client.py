@@ -20,6 +20,7 @@ import time
 from typing import Any, Final
 
 from ..base import CannotConnect, CommandRejected, CommandTimeout, NotConnected
+from ..warn_once import warn_first
 from .protocol import (
     LOOP_INFLATE_BYTES,
     Frame,
@@ -437,18 +438,14 @@ class ScrutinyConnection:
 
     def _on_malformed(self, reason: str, excerpt: bytes) -> None:
         """Log the first skipped frame of a connection as a warning, later ones at debug."""
-        if self._warned_malformed:
-            _LOGGER.debug(
-                "Skipped data from %s (%s): %r", self.endpoint, reason, excerpt
-            )
-            return
-        self._warned_malformed = True
-        _LOGGER.warning(
-            "Skipped malformed data from the Scrutiny server %s (%s): %r; the stream goes on at the "
-            "next frame, further ones on this connection are only logged at debug level",
+        self._warned_malformed = warn_first(
+            _LOGGER,
+            self._warned_malformed,
+            "Skipped malformed data from the Scrutiny server %s (%s): %r",
             self.endpoint,
             reason,
             excerpt,
+            consequence="the stream goes on at the next frame",
         )
 
     # ------------------------------------------------------------------ liveness
