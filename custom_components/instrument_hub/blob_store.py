@@ -14,7 +14,7 @@ links the finished spool file into its final place (``save_spooled_file``) with 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -259,14 +259,41 @@ def _link_new_file(
     first_counter: int,
 ) -> str:
     """Give the spool file a new name in the folder, never replacing anything; return the name."""
+    return _link_first_free(
+        spool_fd,
+        spool_name,
+        folder_fd,
+        stamp,
+        suffix,
+        first_counter,
+        lambda counter: _copy_without_links(
+            spool_fd, spool_name, folder_fd, stamp, suffix, counter
+        ),
+    )
+
+
+def _link_first_free(
+    source_fd: int,
+    source_name: str,
+    folder_fd: int,
+    stamp: str,
+    suffix: str,
+    first_counter: int,
+    without_links: Callable[[int], str],
+) -> str:
+    """Hard-link a file under the folder's first free name; return it.
+
+    Where the file system has no hard links, ``without_links`` is given the counter reached and
+    stores the file its own way. Raises FileRefused when every counter is taken.
+    """
     for counter in range(first_counter, _MAX_COUNTER + 1):
         name = _stored_name(stamp, counter, suffix)
         try:
             # link() fails when the name exists, whatever it is (a planted link included).
             os.link(
-                spool_name,
+                source_name,
                 name,
-                src_dir_fd=spool_fd,
+                src_dir_fd=source_fd,
                 dst_dir_fd=folder_fd,
                 follow_symlinks=False,
             )
@@ -275,9 +302,7 @@ def _link_new_file(
         except OSError as err:
             if err.errno not in _LINK_UNSUPPORTED:
                 raise
-            return _copy_without_links(
-                spool_fd, spool_name, folder_fd, stamp, suffix, counter
-            )
+            return without_links(counter)
         return name
     raise FileRefused(f"too many files received at {stamp}")
 
@@ -397,27 +422,19 @@ def _write_new_file(
             _write_all(fd, data)
         finally:
             os.close(fd)
-        for counter in range(first_counter, _MAX_COUNTER + 1):
-            name = _stored_name(stamp, counter, suffix)
-            try:
-                # link() fails when the name exists, whatever it is (a planted link included).
-                os.link(
-                    temp_name,
-                    name,
-                    src_dir_fd=folder_fd,
-                    dst_dir_fd=folder_fd,
-                    follow_symlinks=False,
-                )
-            except FileExistsError:
-                continue
-            except OSError as err:
-                if err.errno not in _LINK_UNSUPPORTED:
-                    raise
-                return _write_without_links(folder_fd, stamp, suffix, data, counter)
-            return name
+        return _link_first_free(
+            folder_fd,
+            temp_name,
+            folder_fd,
+            stamp,
+            suffix,
+            first_counter,
+            lambda counter: _write_without_links(
+                folder_fd, stamp, suffix, data, counter
+            ),
+        )
     finally:
         _unlink_quietly(folder_fd, temp_name)
-    raise FileRefused(f"too many files received at {stamp}")
 
 
 def _create_temp(folder_fd: int) -> tuple[int, str]:
