@@ -20,10 +20,11 @@ import argparse
 import base64
 import hashlib
 import os
-import socket
 import sys
 import threading
 from typing import Final
+
+from benchmarks.one_client import GetPropertiesServer
 
 DEVICE: Final = "Flood"
 DEFINITIONS: Final = (
@@ -34,8 +35,6 @@ DEFINITIONS: Final = (
 ).encode()
 END_MARKER: Final = f'<message device="{DEVICE}" message="end of flood"/>\n'.encode()
 PAYLOADS: Final = ("unknown", "garbage", "tiny", "malformed", "blob")
-MAX_READS: Final = 1_000_000
-CONNECT_WAIT: Final = 30.0
 _COLUMNS: Final = 72
 
 
@@ -74,53 +73,6 @@ def payload(kind: str, count: int) -> tuple[bytes, str]:
     raise ValueError(f"unknown payload {kind!r}")
 
 
-class _Server:
-    """The listening socket and the one client the flood goes to."""
-
-    def __init__(self, data: bytes, digest: str) -> None:
-        self.data = data + END_MARKER
-        self.digest = digest
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.client: socket.socket | None = None
-        self.ready = threading.Event()
-
-    @property
-    def port(self) -> int:
-        port: int = self.server.getsockname()[1]
-        return port
-
-    def serve(self) -> None:
-        """Accept one client; answer its getProperties; read (and ignore) what else it sends."""
-        try:
-            conn, _address = self.server.accept()
-        except OSError:
-            return
-        pending = b""
-        with conn:
-            for _ in range(MAX_READS):
-                try:
-                    data = conn.recv(65536)
-                except OSError:
-                    break
-                if not data:
-                    break
-                pending = (pending + data)[-4096:]
-                if b"<getProperties" in pending and not self.ready.is_set():
-                    conn.sendall(DEFINITIONS)
-                    self.client = conn
-                    self.ready.set()
-        self.client = None
-
-    def flood(self) -> int:
-        if not self.ready.wait(CONNECT_WAIT) or self.client is None:
-            return 0
-        try:
-            self.client.sendall(self.data)
-        except OSError:
-            return 0
-        return len(self.data)
-
-
 def _say(line: str) -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
@@ -132,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--payload", choices=PAYLOADS, required=True)
     parser.add_argument("--count", type=int, required=True)
     args = parser.parse_args(argv)
-    server = _Server(*payload(args.payload, args.count))
-    threading.Thread(target=server.serve, daemon=True).start()
+    data, digest = payload(args.payload, args.count)
+    data += END_MARKER
+    server = GetPropertiesServer(DEFINITIONS)
+    threading.Thread(target=server.accept_forever, daemon=True).start()
     _say(f"port {server.port}")
     for _ in range(20):
         line = sys.stdin.readline()
@@ -141,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         if not words or words[0] == "quit":
             break
         if words[0] == "go":
-            _say(f"sent {server.flood()} {server.digest}")
+            _say(f"sent {server.send(data)} {digest}")
         else:
             _say(f"error {line.strip()!r}")
     server.server.close()
