@@ -21,17 +21,26 @@ KEEPALIVE_COUNT: Final = 3
 """Unanswered probes after which the connection fails (a vanished host: about 60 s)."""
 
 
-def enable_keepalive(transport: asyncio.BaseTransport | None) -> bool:
-    """Turn on TCP keepalive where the platform has the options; tell whether it is on."""
+def enable_keepalive(
+    transport: asyncio.BaseTransport | None,
+    *,
+    idle: int = KEEPALIVE_IDLE,
+    interval: int = KEEPALIVE_INTERVAL,
+    count: int = KEEPALIVE_COUNT,
+) -> bool:
+    """Turn on TCP keepalive where the platform has the options; tell whether it is on.
+
+    A silent peer host is given up ``idle + interval * count`` seconds after the last byte.
+    """
     sock = transport.get_extra_info("socket") if transport is not None else None
     if sock is None:
         return False
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         for option, value in (
-            ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
-            ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
-            ("TCP_KEEPCNT", KEEPALIVE_COUNT),
+            ("TCP_KEEPIDLE", idle),
+            ("TCP_KEEPINTVL", interval),
+            ("TCP_KEEPCNT", count),
         ):
             if hasattr(socket, option):
                 sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)

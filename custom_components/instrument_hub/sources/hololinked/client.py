@@ -54,6 +54,11 @@ JITTER: Final = 0.2
 STREAM_HEALTHY_SECONDS: Final = 30.0
 """A subscription open this long (or that delivered anything) resets its back-off."""
 LIVENESS_PATH: Final = "liveness"
+KEEPALIVE_IDLE: Final = 5
+KEEPALIVE_INTERVAL: Final = 2
+KEEPALIVE_COUNT: Final = 3
+"""A subscription's host that vanished (a PC unplugged) fails the stream 11 s after its last byte:
+the kernel's probes, a few bytes every 5 s on a quiet stream, never a loop wake-up."""
 EVENT_STREAM: Final = "text/event-stream"
 _READ_SIZE: Final = 65536
 FEED_BYTES: Final = 4 * 1024
@@ -312,7 +317,8 @@ class EventStream:
     away, the server closed the stream, an HTTP error) tells ``on_lost`` and subscribes again after
     a back-off of ``backoff_min`` doubling up to ``backoff_max`` (±20 %). The stream carries no
     heartbeat, so silence is never taken for a loss and nothing times out a read; the socket gets
-    TCP keepalive, and ``heard_at`` tells the source how long the stream has been quiet. Malformed lines
+    TCP keepalive (a vanished host ends the stream within 11 s), and ``heard_at`` tells the source
+    how long the stream has been quiet. Malformed lines
     and data that is not JSON are skipped: the first of a connection is a WARNING, later ones DEBUG.
     """
 
@@ -433,7 +439,10 @@ class EventStream:
             # A vanished host is the kernel's to notice: no request, no wake-up while quiet.
             connection = response.connection
             self.stats.keepalive = enable_keepalive(
-                connection.transport if connection is not None else None
+                connection.transport if connection is not None else None,
+                idle=KEEPALIVE_IDLE,
+                interval=KEEPALIVE_INTERVAL,
+                count=KEEPALIVE_COUNT,
             )
             self.heard_at = time.monotonic()
             self.opened.set()

@@ -7,7 +7,8 @@ the link is the server's ``/liveness``, asked at once when a subscription ends (
 closes every socket, so that is noticed within milliseconds) and after ``liveness_interval`` seconds
 in which no stream brought a byte (a frozen Thing: noticed within ``liveness_interval +
 liveness_timeout``, 40 s). While the Thing pushes, nothing is asked; while it is quiet, one request
-per ``liveness_interval``; TCP keepalive on the streams covers a host that vanished.
+per ``liveness_interval``. A host that vanished (a PC unplugged) ends the streams by TCP keepalive
+within 11 s of their last byte, and that is a subscription ending.
 When the link is lost every subscription stops; coming back means the TD again (a changed Thing
 redefines its channels, never duplicates them), the properties read again and every subscription
 opened again, retried with jittered back-off (1 s doubling to 60 s) until it works.
