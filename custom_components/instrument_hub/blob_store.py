@@ -144,6 +144,32 @@ def save_file(
     FileRefused when a symbolic link or a non-folder is in the way below ``base``, OSError when the
     file system fails.
     """
+    return _store(
+        base,
+        parts,
+        file_format,
+        lambda folder_fd, stamp, suffix, counter: _write_new_file(
+            folder_fd, stamp, suffix, data, counter
+        ),
+        keep=keep,
+        received=received,
+    )
+
+
+type _Writer = Callable[[int, str, str, int], str]
+"""(folder fd, stamp, suffix, first free counter) -> the name the file got in the folder."""
+
+
+def _store(
+    base: Path,
+    parts: Sequence[str],
+    file_format: str,
+    write: _Writer,
+    *,
+    keep: int,
+    received: datetime,
+) -> Path:
+    """Name, place and prune as ``save_file`` says; ``write`` puts the file under its new name."""
     if received.tzinfo is None or received.utcoffset() is None:
         raise ValueError("received must be an aware datetime")
     stamp = received.astimezone(UTC).strftime(_STAMP_FORMAT)
@@ -152,7 +178,7 @@ def save_file(
     folder_fd = _open_folder(base, names)
     try:
         listing = _scan(folder_fd, stamp)
-        name = _write_new_file(folder_fd, stamp, suffix, data, listing.next_counter)
+        name = write(folder_fd, stamp, suffix, listing.next_counter)
         _prune(folder_fd, listing, keep=keep)
     finally:
         os.close(folder_fd)
@@ -228,26 +254,21 @@ def _move_spooled(
     keep: int,
     received: datetime,
 ) -> Path:
-    if received.tzinfo is None or received.utcoffset() is None:
-        raise ValueError("received must be an aware datetime")
-    stamp = received.astimezone(UTC).strftime(_STAMP_FORMAT)
-    suffix = safe_suffix(file_format)
-    names = [safe_component(part) for part in parts]
     spool_fd = _open_folder(base, [SPOOL_FOLDER_NAME])
     try:
-        folder_fd = _open_folder(base, names)
-        try:
-            listing = _scan(folder_fd, stamp)
-            name = _link_new_file(
-                spool_fd, spooled.name, folder_fd, stamp, suffix, listing.next_counter
-            )
-            _prune(folder_fd, listing, keep=keep)
-        finally:
-            os.close(folder_fd)
+        return _store(
+            base,
+            parts,
+            file_format,
+            lambda folder_fd, stamp, suffix, counter: _link_new_file(
+                spool_fd, spooled.name, folder_fd, stamp, suffix, counter
+            ),
+            keep=keep,
+            received=received,
+        )
     finally:
         _unlink_quietly(spool_fd, spooled.name)
         os.close(spool_fd)
-    return base.joinpath(*names, name)
 
 
 def _link_new_file(
