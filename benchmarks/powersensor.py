@@ -38,6 +38,7 @@ streams a report a second: loop wake-ups and the integration's timers per second
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import gc
 import logging
@@ -220,6 +221,20 @@ def _loopback_host(last: int) -> str:
     return f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{last}"
 
 
+def _plug_source(host: str, port: int | None = None) -> Any:
+    """Return our source following one plug address (on the plug port unless told another)."""
+    # Imported here: the integration may be mid-edit, and a broken import must fail this row only.
+    from custom_components.instrument_hub.sources.powersensor import (  # noqa: PLC0415
+        PowersensorSettings,
+        PowersensorSource,
+    )
+
+    settings = PowersensorSettings(plug_hosts=(host,))
+    if port is not None:
+        settings = dataclasses.replace(settings, port=port)
+    return PowersensorSource(settings)
+
+
 @row(
     "powersensor-source",
     "powersensor: datagram -> source events (no-op sink, plug reports)",
@@ -227,11 +242,6 @@ def _loopback_host(last: int) -> str:
 )
 async def powersensor_source_only(settings: Settings) -> Measurement:
     """CPU per plug report from the first datagram to the source emitting the last report's power."""
-    from custom_components.instrument_hub.sources.powersensor import (  # noqa: PLC0415
-        PowersensorSettings,
-        PowersensorSource,
-    )
-
     rounds = WARMUP_ROUNDS + settings.repeats
     if rounds > MAX_ROUNDS:
         raise BenchError(f"at most {MAX_ROUNDS - WARMUP_ROUNDS} repeats")
@@ -241,7 +251,7 @@ async def powersensor_source_only(settings: Settings) -> Measurement:
     emitted: list[int] = []
     pusher = await _start_pusher(host, rounds=rounds * 2, events=events)
     sink = _HubLikeSink()
-    source = PowersensorSource(PowersensorSettings(plug_hosts=(host,)))
+    source = _plug_source(host)
     sink.source = source
     bare: list[float] = []
     try:
@@ -509,11 +519,6 @@ async def _feed(
 )
 async def powersensor_household_ours(settings: Settings) -> Measurement:
     """CPU per report of our plug link and source on the household stream."""
-    from custom_components.instrument_hub.sources.powersensor import (  # noqa: PLC0415
-        PowersensorSettings,
-        PowersensorSource,
-    )
-
     stream = parser_stream(settings.events)
     loop = asyncio.get_running_loop()
     host = _loopback_host(13)
@@ -522,7 +527,7 @@ async def powersensor_household_ours(settings: Settings) -> Measurement:
     )
     port = transport.get_extra_info("sockname")[1]
     sink = _HubLikeSink()
-    source = PowersensorSource(PowersensorSettings(plug_hosts=(host,), port=port))
+    source = _plug_source(host, port)
     sink.source = source
     samples: list[float] = []
     readings: list[int] = []
@@ -641,16 +646,11 @@ async def powersensor_household_peer(settings: Settings) -> Measurement:
 )
 async def powersensor_loop_lag(settings: Settings) -> Measurement:
     """Measure the longest event-loop callback of ours while the plug floods the source."""
-    from custom_components.instrument_hub.sources.powersensor import (  # noqa: PLC0415
-        PowersensorSettings,
-        PowersensorSource,
-    )
-
     count = 2000 if settings.quick else 20000
     host = _loopback_host(15)
     pusher = await _start_pusher(host, events=10, rounds=1)
     sink = CountingSink()
-    source = PowersensorSource(PowersensorSettings(plug_hosts=(host,)))
+    source = _plug_source(host)
     tally = FloodTally()
     try:
         await source.async_start(sink)
@@ -683,11 +683,6 @@ async def powersensor_loop_lag(settings: Settings) -> Measurement:
 )
 async def powersensor_idle(settings: Settings) -> Measurement:
     """Wake-ups, our timers and CPU per second of a source whose plug is silent, then streaming."""
-    from custom_components.instrument_hub.sources.powersensor import (  # noqa: PLC0415
-        PowersensorSettings,
-        PowersensorSource,
-    )
-
     seconds = 1.0 if settings.quick else 5.0
     loop = asyncio.get_running_loop()
     host = _loopback_host(16)
@@ -696,7 +691,7 @@ async def powersensor_idle(settings: Settings) -> Measurement:
     )
     port = transport.get_extra_info("sockname")[1]
     sink = CountingSink()
-    source = PowersensorSource(PowersensorSettings(plug_hosts=(host,), port=port))
+    source = _plug_source(host, port)
     baseline = await idle_window(seconds)
     samples: list[float] = []
     notes: list[str] = []
@@ -704,7 +699,7 @@ async def powersensor_idle(settings: Settings) -> Measurement:
         await source.async_start(sink)
         # The plug is lost after its timeout; from then on nothing answers and nothing streams.
         transport.close()
-        silent_after = PowersensorSettings().plug_timeout + 1.0
+        silent_after = source._settings.plug_timeout + 1.0  # noqa: SLF001
         await asyncio.sleep(silent_after)
         for _ in range(settings.repeats):
             figures = await idle_window(seconds)
