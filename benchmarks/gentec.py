@@ -34,10 +34,12 @@ from homeassistant.config_entries import ConfigEntryState
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from .harness import (
+    WARMUP_ROUNDS,
     StateWrites,
     bench_hass,
     cpu_ns,
     numeric_state_is,
+    round_count,
     settle,
     wait_for_states,
     wall_ns,
@@ -56,7 +58,6 @@ PAUSED_ENTITIES: Final = (
 )
 STARTUP_TIMEOUT: Final = 30.0
 CHUNK_BYTES: Final = 64
-WARMUP_ROUNDS: Final = 1
 
 
 def _stream_lines(count: int, seed: int) -> list[bytes]:
@@ -130,7 +131,7 @@ async def gentec_end_to_end(settings: Settings) -> Measurement:
                 )
                 try:
                     counted = 0
-                    for round_index in range(WARMUP_ROUNDS + settings.repeats):
+                    for round_index in range(round_count(settings)):
                         await hass.services.async_call(
                             "button",
                             "press",

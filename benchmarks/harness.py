@@ -46,7 +46,7 @@ from pytest_homeassistant_custom_component.common import (
 )
 import ulid_transform
 
-from .rows import BenchError
+from .rows import BenchError, Settings
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 HOMEASSISTANT_DOMAIN: Final = "homeassistant"
@@ -55,6 +55,18 @@ cpu_ns = time.process_time_ns
 """CPU time of the whole process (all threads), in ns."""
 wall_ns = time.perf_counter_ns
 """Wall clock, in ns: only for throughput notes, never for the cost figures."""
+
+
+WARMUP_ROUNDS: Final = 1
+"""Rounds run and thrown away before the measured ones (the first setup, cold caches)."""
+
+
+def round_count(settings: Settings, limit: int | None = None) -> int:
+    """Return the warm-up plus the measured rounds; BenchError beyond what a traffic plan can mark."""
+    rounds = WARMUP_ROUNDS + settings.repeats
+    if limit is not None and rounds > limit:
+        raise BenchError(f"at most {limit - WARMUP_ROUNDS} repeats")
+    return rounds
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

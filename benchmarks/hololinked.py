@@ -59,11 +59,13 @@ from pytest_homeassistant_custom_component.common import (
 
 from .floor import DOMAIN as FLOOR_DOMAIN, ProbeConfigFlow, setup_plain_sensors
 from .harness import (
+    WARMUP_ROUNDS,
     HelperProcess,
     StateWrites,
     bench_hass,
     cpu_ns,
     numeric_state_is,
+    round_count,
     settle,
     wait_for_states,
 )
@@ -89,7 +91,6 @@ MAX_ROUND_EVENTS: Final = 500
 """Data points per round at most (5 s at 100/s): the row's time stays bounded."""
 BURST_RATE: Final = 1e9
 """Effectively unpaced: the pusher writes the frames back to back."""
-WARMUP_ROUNDS: Final = 1
 STARTUP_TIMEOUT: Final = 30.0
 PARSER_EVENTS_PER_EVENT: Final = 10
 
@@ -201,7 +202,7 @@ async def _paced_rounds(
 
 async def _pipeline(settings: Settings, rate: float, count: int) -> Measurement:
     """Run rounds of ``count`` data points and statistics at ``rate`` per stream and per second."""
-    rounds = WARMUP_ROUNDS + settings.repeats
+    rounds = round_count(settings)
     latencies_ms: list[float] = []
     pusher, port = await _start_pusher()
     # Home Assistant's shared HTTP session resolves through zeroconf, which this bare instance
@@ -324,7 +325,7 @@ async def _plain_stream(
 async def hololinked_plain_client(settings: Settings) -> Measurement:
     """CPU per pushed event of the same paced rounds into a minimal client: what any client pays."""
     count = min(settings.events, MAX_ROUND_EVENTS)
-    rounds = WARMUP_ROUNDS + settings.repeats
+    rounds = round_count(settings)
     energy, average = _PlainSensor("Energy"), _PlainSensor("Average")
     pusher, port = await _start_pusher()
     try:
@@ -422,7 +423,7 @@ class _BothMarked:
 )
 async def hololinked_source_only(settings: Settings) -> Measurement:
     """CPU per pushed event from the round's request to the source emitting both streams' last."""
-    rounds = WARMUP_ROUNDS + settings.repeats
+    rounds = round_count(settings)
     count = settings.events
     samples: list[float] = []
     readings: list[float] = []

@@ -41,11 +41,13 @@ from homeassistant.const import CONF_HOST, CONF_PORT
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from .harness import (
+    WARMUP_ROUNDS,
     HelperProcess,
     StateWrites,
     bench_hass,
     cpu_ns,
     push_rounds,
+    round_count,
     wait_for_states,
 )
 from .indi_stream import (
@@ -60,7 +62,6 @@ from .rows import BenchError, Measurement, RowFunction, Settings, row
 INTEGRATION_DOMAIN: Final = "instrument_hub"
 SOURCE_KIND_KEY: Final = "source_kind"
 SOURCE_KIND_INDI: Final = "indi"
-WARMUP_ROUNDS: Final = 1
 PUSHER_MODULE: Final = "benchmarks.indi_pusher"
 STARTUP_TIMEOUT: Final = 30.0
 CHUNK_BYTES: Final = 64 * 1024
@@ -93,9 +94,7 @@ async def _start_pusher(events: int, rounds: int) -> tuple[HelperProcess, int]:
 @row("indi-e2e", "indi: socket -> state (3 number vectors)", source="indi")
 async def indi_end_to_end(settings: Settings) -> Measurement:
     """CPU per pushed setNumberVector, from the first byte to the last value's state write."""
-    rounds = WARMUP_ROUNDS + settings.repeats
-    if rounds > MAX_ROUNDS:
-        raise BenchError(f"at most {MAX_ROUNDS - WARMUP_ROUNDS} repeats")
+    rounds = round_count(settings, MAX_ROUNDS)
     events = settings.events
     entity_ids = [channel.entity_id for channel in E2E_CHANNELS]
     pusher, port = await _start_pusher(events, rounds)

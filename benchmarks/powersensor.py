@@ -62,11 +62,13 @@ from pytest_homeassistant_custom_component.common import (
 
 from .floor import DOMAIN as FLOOR_DOMAIN, ProbeConfigFlow, setup_plain_sensors
 from .harness import (
+    WARMUP_ROUNDS,
     HelperProcess,
     StateWrites,
     bench_hass,
     cpu_ns,
     push_rounds,
+    round_count,
     wait_for_states,
 )
 from .powersensor_stream import (
@@ -84,7 +86,6 @@ from .rows import BenchError, Measurement, Settings, row
 INTEGRATION_DOMAIN: Final = "instrument_hub"
 PUSHER_MODULE: Final = "benchmarks.powersensor_pusher"
 STARTUP_TIMEOUT: Final = 30.0
-WARMUP_ROUNDS: Final = 1
 
 
 def _round_timeout(events: int) -> float:
@@ -113,11 +114,9 @@ async def _start_pusher(host: str, *, events: int, rounds: int) -> HelperProcess
 )
 async def powersensor_end_to_end(settings: Settings) -> Measurement:
     """CPU per plug report, from the first datagram to the last report's power state write."""
-    rounds = WARMUP_ROUNDS + settings.repeats
-    if rounds > MAX_ROUNDS:
-        raise BenchError(f"at most {MAX_ROUNDS - WARMUP_ROUNDS} repeats")
+    rounds = round_count(settings, MAX_ROUNDS)
     events = settings.events
-    host = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.11"
+    host = _loopback_host(11)
     power = f"sensor.powersensor_plug_{PLUG_MAC[-6:]}_power"
     energy = f"sensor.powersensor_plug_{PLUG_MAC[-6:]}_energy"
     pusher = await _start_pusher(host, events=events, rounds=rounds)
@@ -242,9 +241,7 @@ def _plug_source(host: str, port: int | None = None) -> Any:
 )
 async def powersensor_source_only(settings: Settings) -> Measurement:
     """CPU per plug report from the first datagram to the source emitting the last report's power."""
-    rounds = WARMUP_ROUNDS + settings.repeats
-    if rounds > MAX_ROUNDS:
-        raise BenchError(f"at most {MAX_ROUNDS - WARMUP_ROUNDS} repeats")
+    rounds = round_count(settings, MAX_ROUNDS)
     events = settings.events
     host = _loopback_host(12)
     samples: list[float] = []
@@ -355,9 +352,7 @@ class _PlainClient(asyncio.DatagramProtocol):
 )
 async def powersensor_plain_client(settings: Settings) -> Measurement:
     """CPU per plug report of the same rounds into ``_PlainClient`` in the same kind of hass."""
-    rounds = WARMUP_ROUNDS + settings.repeats
-    if rounds > MAX_ROUNDS:
-        raise BenchError(f"at most {MAX_ROUNDS - WARMUP_ROUNDS} repeats")
+    rounds = round_count(settings, MAX_ROUNDS)
     events = settings.events
     host = _loopback_host(13)
     power, energy = _PlainPower(), _PlainEnergy()

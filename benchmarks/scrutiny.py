@@ -38,11 +38,13 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from .harness import (
     REPO_ROOT,
+    WARMUP_ROUNDS,
     HelperProcess,
     StateWrites,
     bench_hass,
     cpu_ns,
     push_rounds,
+    round_count,
     settle,
     wait_for_states,
 )
@@ -173,7 +175,6 @@ async def scrutiny_idle(settings: Settings) -> Measurement:
 
 PUSHER_MODULE: Final = "benchmarks.scrutiny_pusher"
 STARTUP_TIMEOUT: Final = 30.0
-WARMUP_ROUNDS: Final = 1
 
 
 async def _entity_ids(
@@ -215,7 +216,7 @@ async def scrutiny_end_to_end(settings: Settings) -> Measurement:
     """CPU per pushed watchable_update, from the round's request to its last value's state write."""
     from .scrutiny_pusher import WATCHED, final_path, round_marker  # noqa: PLC0415
 
-    rounds = WARMUP_ROUNDS + settings.repeats
+    rounds = round_count(settings)
     events = settings.events
     pusher = await HelperProcess.start(
         PUSHER_MODULE, "--events", str(events), "--rounds", str(rounds)
@@ -288,7 +289,7 @@ async def scrutiny_source_only(settings: Settings) -> Measurement:
 
     from .scrutiny_pusher import WATCHED, round_marker  # noqa: PLC0415
 
-    rounds = WARMUP_ROUNDS + settings.repeats
+    rounds = round_count(settings)
     events = settings.events
     pusher = await HelperProcess.start(
         PUSHER_MODULE, "--events", str(events), "--rounds", str(rounds)
