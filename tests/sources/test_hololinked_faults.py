@@ -215,18 +215,14 @@ async def test_failing_callbacks_are_logged_and_the_link_goes_on(
         raise RuntimeError("reauth bug")
 
     async with fake_thing(credentials=("lab", "old")) as thing:
-        source = HololinkedSource(
+        source = await _started(
             session,
-            parse_thing_url(thing.url),
-            Credentials("lab", "old"),
+            thing,
+            sink,
+            credentials=Credentials("lab", "old"),
             on_auth_failed=on_auth_failed,
-            backoff_min=0.05,
-            backoff_max=0.2,
-            liveness_interval=0.5,
         )
-        await source.async_start(sink)
         try:
-            await thing.wait_subscribed(DP_PATH)
             assert recorder.of_type(LinkUp)
             assert "Event sink failed" in caplog.text
             thing.credentials = ("lab", "new")

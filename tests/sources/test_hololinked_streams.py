@@ -22,6 +22,7 @@ from custom_components.instrument_hub.events import (
 from custom_components.instrument_hub.sources.base import (
     CommandRejected,
     CommandTimeout,
+    EventSink,
 )
 from custom_components.instrument_hub.sources.hololinked import (
     Credentials,
@@ -50,7 +51,7 @@ LOGGER = "custom_components.instrument_hub.sources.hololinked.client"
 async def _started(
     session: aiohttp.ClientSession,
     thing: FakeThing,
-    recorder: EventRecorder,
+    sink: EventSink,
     liveness_interval: float = 0.5,
     **kwargs: object,
 ) -> HololinkedSource:
@@ -62,7 +63,7 @@ async def _started(
         liveness_interval=liveness_interval,
         **kwargs,  # type: ignore[arg-type]
     )
-    await source.async_start(recorder)
+    await source.async_start(sink)
     await thing.wait_subscribed(DP_PATH)
     return source
 
