@@ -118,28 +118,27 @@ def _connection(port: int, links: Links, **kwargs: Any) -> ScrutinyConnection:
     )
 
 
-async def _hold_open(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
-    with contextlib.suppress(ConnectionError):
-        await reader.read()
-    writer.close()
+def _sending(first: bytes) -> Handler:
+    """Return a server that sends ``first``, then holds the connection until the client goes."""
+
+    async def handler(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        writer.write(first)
+        await writer.drain()
+        with contextlib.suppress(ConnectionError):
+            await reader.read()
+        writer.close()
+
+    return handler
 
 
 async def test_an_oversized_first_frame_is_not_the_scrutiny_framing(
     socket_enabled: None,
 ) -> None:
     """A first header over the MTU is refused at once, not after the welcome timeout."""
-
-    async def oversized(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        writer.write(b"<SCRUTINY size=ffffff flags=ch>")
-        await writer.drain()
-        await _hold_open(reader, writer)
-
     links = Links()
-    async with serving(oversized) as port:
+    async with serving(_sending(b"<SCRUTINY size=ffffff flags=ch>")) as port:
         connection = _connection(port, links)
         try:
             async with asyncio.timeout(client_module.WELCOME_TIMEOUT - 1):
@@ -154,16 +153,8 @@ async def test_a_first_frame_that_is_no_json_is_no_welcome(
     socket_enabled: None,
 ) -> None:
     """A verified frame whose payload is not JSON: not a Scrutiny server, counted as malformed."""
-
-    async def not_json(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        writer.write(b"<SCRUTINY size=5 flags=>notjs")
-        await writer.drain()
-        await _hold_open(reader, writer)
-
     links = Links()
-    async with serving(not_json) as port:
+    async with serving(_sending(b"<SCRUTINY size=5 flags=>notjs")) as port:
         connection = _connection(port, links)
         try:
             with pytest.raises(NotScrutiny, match="no welcome"):
