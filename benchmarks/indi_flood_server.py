@@ -24,6 +24,7 @@ import sys
 import threading
 from typing import Final
 
+from benchmarks.commands import say, serve_commands
 from benchmarks.one_client import GetPropertiesServer
 
 DEVICE: Final = "Flood"
@@ -73,11 +74,6 @@ def payload(kind: str, count: int) -> tuple[bytes, str]:
     raise ValueError(f"unknown payload {kind!r}")
 
 
-def _say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Serve one client until told to quit."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -88,16 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     data += END_MARKER
     server = GetPropertiesServer(DEFINITIONS)
     threading.Thread(target=server.accept_forever, daemon=True).start()
-    _say(f"port {server.port}")
-    for _ in range(20):
-        line = sys.stdin.readline()
-        words = line.split()
-        if not words or words[0] == "quit":
-            break
-        if words[0] == "go":
-            _say(f"sent {server.send(data)} {digest}")
-        else:
-            _say(f"error {line.strip()!r}")
+    say(f"port {server.port}")
+    serve_commands(
+        lambda words: [f"sent {server.send(data)} {digest}"]
+        if words[0] == "go"
+        else None,
+        20,
+    )
     server.server.close()
     return 0
 

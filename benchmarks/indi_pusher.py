@@ -13,6 +13,7 @@ import argparse
 import sys
 import threading
 
+from benchmarks.commands import say, serve_commands
 from benchmarks.indi_stream import MAX_ROUNDS, e2e_definitions, e2e_round
 from benchmarks.one_client import GetPropertiesServer
 
@@ -29,11 +30,6 @@ class _Pusher(GetPropertiesServer):
         return self.send(self.rounds[round_index])
 
 
-def _say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Serve the end-to-end plan until told to quit."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -44,18 +40,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--rounds must be 1..{MAX_ROUNDS}")
     pusher = _Pusher([e2e_round(index, args.events) for index in range(args.rounds)])
     threading.Thread(target=pusher.accept_forever, daemon=True).start()
-    _say(f"port {pusher.port}")
-    for _ in range(args.rounds * 2 + 10):
-        line = sys.stdin.readline()
-        words = line.split()
-        if not words or words[0] == "quit":
-            break
+    say(f"port {pusher.port}")
+
+    def answer(words: list[str]) -> list[str] | None:
         if words[0] == "go" and len(words) == 2 and words[1].isdigit():
             index = int(words[1])
             sent = pusher.push(index) if index < args.rounds else 0
-            _say(f"sent {index} {sent}")
-        else:
-            _say(f"error {line.strip()!r}")
+            return [f"sent {index} {sent}"]
+        return None
+
+    serve_commands(answer, args.rounds * 2 + 10)
     pusher.server.close()
     return 0
 

@@ -30,6 +30,7 @@ import threading
 import time
 from typing import Final
 
+from benchmarks.commands import say, serve_commands
 from benchmarks.one_client import CONNECT_WAIT, GetPropertiesServer
 
 DEVICE: Final = "Pacer"
@@ -122,28 +123,24 @@ class _Server(GetPropertiesServer):
         return sent, time.monotonic_ns() - start, behind_max, times
 
 
-def _say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
-def _go(server: _Server, words: list[str]) -> None:
+def _go(server: _Server, words: list[str]) -> list[str] | None:
+    if words[0] != "go":
+        return None
     if len(words) != 4 or not all(word.isdigit() for word in words[1:]):
-        _say(f"error {' '.join(words)!r}")
-        return
+        return [f"error {' '.join(words)!r}"]
     first, rate, milliseconds = (int(word) for word in words[1:])
     if not (1 <= rate <= MAX_RATE and 1 <= milliseconds <= MAX_MILLISECONDS):
-        _say(f"error rate 1..{MAX_RATE}, milliseconds 1..{MAX_MILLISECONDS}")
-        return
+        return [f"error rate 1..{MAX_RATE}, milliseconds 1..{MAX_MILLISECONDS}"]
     sent, elapsed, behind, times = server.paced(first, rate, milliseconds)
-    _say(f"sent {sent} {elapsed} {behind} {len(times)}")
     lines = [
         times[index : index + PAIRS_PER_LINE]
         for index in range(0, len(times), PAIRS_PER_LINE)
     ]
-    _say(f"times {len(lines)}")
-    for pairs in lines:
-        _say(" ".join(f"{offset}:{stamp}" for offset, stamp in pairs))
+    return [
+        f"sent {sent} {elapsed} {behind} {len(times)}",
+        f"times {len(lines)}",
+        *(" ".join(f"{offset}:{stamp}" for offset, stamp in pairs) for pairs in lines),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,16 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.parse_args(argv)
     server = _Server()
     threading.Thread(target=server.accept_forever, daemon=True).start()
-    _say(f"port {server.port}")
-    for _ in range(MAX_COMMANDS):
-        line = sys.stdin.readline()
-        words = line.split()
-        if not words or words[0] == "quit":
-            break
-        if words[0] == "go":
-            _go(server, words)
-        else:
-            _say(f"error {line.strip()!r}")
+    say(f"port {server.port}")
+    serve_commands(lambda words: _go(server, words), MAX_COMMANDS)
     server.server.close()
     return 0
 

@@ -24,6 +24,7 @@ import threading
 import time
 from typing import Final
 
+from benchmarks.commands import say, serve_commands
 from benchmarks.powersensor_stream import (
     FLOODS,
     MAX_ROUNDS,
@@ -98,11 +99,6 @@ class _Plug:
         return sent
 
 
-def _say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Serve the rounds until told to quit."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -115,22 +111,20 @@ def main(argv: list[str] | None = None) -> int:
     rounds = [e2e_round(index, args.events) for index in range(args.rounds)]
     plug = _Plug(args.host)
     threading.Thread(target=plug.serve, daemon=True).start()
-    _say("ready")
-    for _ in range(args.rounds * 2 + 100):
-        line = sys.stdin.readline()
-        words = line.split()
-        if not words or words[0] == "quit":
-            break
+    say("ready")
+
+    def answer(words: list[str]) -> list[str] | None:
         if words[0] == "go" and len(words) == 2 and words[1].isdigit():
             index = int(words[1])
             sent = plug.push(rounds[index]) if index < args.rounds else 0
-            _say(f"sent {index} {sent}")
-        elif words[0] == "flood" and len(words) == 5 and words[1] in FLOODS:
+            return [f"sent {index} {sent}"]
+        if words[0] == "flood" and len(words) == 5 and words[1] in FLOODS:
             count = min(int(words[2]), MAX_FLOOD)
             sent = plug.flood(words[1], count, float(words[3]), float(words[4]))
-            _say(f"flooded {words[1]} {sent}")
-        else:
-            _say(f"error {line.strip()!r}")
+            return [f"flooded {words[1]} {sent}"]
+        return None
+
+    serve_commands(answer, args.rounds * 2 + 100)
     plug.sock.close()
     return 0
 

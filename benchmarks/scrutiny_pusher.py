@@ -25,6 +25,7 @@ import threading
 from typing import Any, Final
 import zlib
 
+from benchmarks.commands import say, serve_commands
 from benchmarks.one_client import MAX_READS, OneClientServer
 
 WATCHED: Final = ("/bench/a", "/bench/b", "/bench/c")
@@ -239,11 +240,6 @@ class _Pusher(OneClientServer):
         return self.send(self.rounds[round_index] if data is None else data)
 
 
-def _say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Serve the end-to-end plan until told to quit."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -252,21 +248,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     pusher = _Pusher([round_bytes(index, args.events) for index in range(args.rounds)])
     threading.Thread(target=pusher.accept_forever, daemon=True).start()
-    _say(f"port {pusher.port}")
-    for _ in range(args.rounds * 2 + 100):
-        line = sys.stdin.readline()
-        words = line.split()
-        if not words or words[0] == "quit":
-            break
+    say(f"port {pusher.port}")
+
+    def answer(words: list[str]) -> list[str] | None:
         if words[0] == "go" and len(words) == 2 and words[1].isdigit():
             index = int(words[1])
             sent = pusher.push(index) if index < args.rounds else 0
-            _say(f"sent {index} {sent}")
-        elif words[0] == "flood" and len(words) == 4 and words[1] in FLOODS:
+            return [f"sent {index} {sent}"]
+        if words[0] == "flood" and len(words) == 4 and words[1] in FLOODS:
             data = flood_bytes(words[1], min(int(words[2]), 100_000), float(words[3]))
-            _say(f"flooded {words[1]} {pusher.push(0, data)}")
-        else:
-            _say(f"error {line.strip()!r}")
+            return [f"flooded {words[1]} {pusher.push(0, data)}"]
+        return None
+
+    serve_commands(answer, args.rounds * 2 + 100)
     pusher.server.close()
     return 0
 
