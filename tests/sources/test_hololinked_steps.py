@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
-from itertools import pairwise
+from itertools import count, pairwise
 from typing import cast
 from unittest.mock import patch
 
@@ -19,10 +18,9 @@ from custom_components.instrument_hub.sources.hololinked.client import (
 from custom_components.instrument_hub.sources.hololinked.td import Form, parse_thing_url
 
 
-async def test_a_big_read_is_delivered_in_steps_of_bounded_time() -> None:
-    """Thousands of events in one read: in order, the loop getting its turn every few ms."""
-    delivered: list[object] = []
-    stream = EventStream(
+def _stream(delivered: list[object]) -> EventStream:
+    """Return a stream that is never opened (its reads are fed by hand), delivering to ``delivered``."""
+    return EventStream(
         ThingClient(
             cast("aiohttp.ClientSession", object()),
             parse_thing_url("http://127.0.0.1:1/t"),
@@ -32,7 +30,13 @@ async def test_a_big_read_is_delivered_in_steps_of_bounded_time() -> None:
         on_payload=lambda payload, _size: delivered.append(payload),
         on_lost=lambda _reason, _refused: None,
     )
-    ticks = itertools.count()
+
+
+async def test_a_big_read_is_delivered_in_steps_of_bounded_time() -> None:
+    """Thousands of events in one read: in order, the loop getting its turn every few ms."""
+    delivered: list[object] = []
+    stream = _stream(delivered)
+    ticks = count()
     stream._clock = lambda: next(ticks) / 1000  # every look at the clock: 1 ms more
     steps: list[int] = []
     real_sleep = asyncio.sleep
@@ -54,16 +58,7 @@ async def test_a_big_read_is_delivered_in_steps_of_bounded_time() -> None:
 async def test_a_small_read_is_one_step() -> None:
     """A few events (the normal case): delivered at once, no extra loop iteration."""
     delivered: list[object] = []
-    stream = EventStream(
-        ThingClient(
-            cast("aiohttp.ClientSession", object()),
-            parse_thing_url("http://127.0.0.1:1/t"),
-        ),
-        "data",
-        Form("http://127.0.0.1:1/t/data", "GET"),
-        on_payload=lambda payload, _size: delivered.append(payload),
-        on_lost=lambda _reason, _refused: None,
-    )
+    stream = _stream(delivered)
     with patch("asyncio.sleep", side_effect=AssertionError):
         await stream._feed(b'data: {"energy": 1}\n\ndata: {"energy": 2}\n\n')
     assert delivered == [{"energy": 1}, {"energy": 2}]
