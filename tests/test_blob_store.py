@@ -62,6 +62,15 @@ def _tree(root: Path) -> dict[str, bytes | str]:
     return tree
 
 
+def _fail_links(monkeypatch: pytest.MonkeyPatch, code: int = errno.EPERM) -> None:
+    """Make every os.link fail with ``code`` (EPERM: a file system without hard links)."""
+
+    def fail(*_args: object, **_kwargs: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "link", fail)
+
+
 # ------------------------------------------------------------------ names
 
 
@@ -469,12 +478,9 @@ def test_a_failed_write_leaves_no_file(
             raise OSError(errno.ENOSPC, "No space left on device")
         write_all(fd, data)
 
-    def no_links(*args: object, **kwargs: object) -> None:
-        raise OSError(errno.EPERM, "Operation not permitted")
-
     _save(tmp_path, b"before")
     if not links:
-        monkeypatch.setattr(os, "link", no_links)
+        _fail_links(monkeypatch)
     monkeypatch.setattr(blob_store, "_write_all", disk_full_at_second_write)
     with pytest.raises(OSError, match="No space"):
         _save(tmp_path)
@@ -486,11 +492,7 @@ def test_without_hard_links_nothing_is_overwritten_either(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, link_errno: int
 ) -> None:
     """Where link() is unsupported the final name is created exclusively, links not followed."""
-
-    def no_links(*args: object, **kwargs: object) -> None:
-        raise OSError(link_errno, os.strerror(link_errno))
-
-    monkeypatch.setattr(os, "link", no_links)
+    _fail_links(monkeypatch, link_errno)
     target = tmp_path / "victim"
     target.write_bytes(b"precious")
     base = tmp_path / "base"
@@ -514,11 +516,7 @@ def test_other_link_failures_are_oserrors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A link() failure that is no "unsupported" (here EACCES) is raised, with no temporary left."""
-
-    def denied(*args: object, **kwargs: object) -> None:
-        raise PermissionError(errno.EACCES, "Permission denied")
-
-    monkeypatch.setattr(os, "link", denied)
+    _fail_links(monkeypatch, errno.EACCES)
     with pytest.raises(PermissionError):
         _save(tmp_path)
     assert list(tmp_path.joinpath(*PARTS).iterdir()) == []
@@ -549,12 +547,8 @@ def test_a_bounded_number_of_files_per_stamp(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, links: bool
 ) -> None:
     """Past the last counter a save is refused (never a loop without end) and adds nothing."""
-
-    def no_links(*args: object, **kwargs: object) -> None:
-        raise OSError(errno.EPERM, "Operation not permitted")
-
     if not links:
-        monkeypatch.setattr(os, "link", no_links)
+        _fail_links(monkeypatch)
     monkeypatch.setattr(blob_store, "_MAX_COUNTER", 2)
     first = _save(tmp_path)
     folder = first.parent
@@ -677,11 +671,7 @@ def test_without_hard_links_a_spooled_file_is_copied_in_pieces(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Where link() is unsupported the spooled file is copied into an exclusive name, then removed."""
-
-    def no_links(*args: object, **kwargs: object) -> None:
-        raise OSError(errno.EPERM, "Operation not permitted")
-
-    monkeypatch.setattr(os, "link", no_links)
+    _fail_links(monkeypatch)
     monkeypatch.setattr(blob_store, "_COPY_PIECE_BYTES", 1000)
     data = os.urandom(10_500)
     first = _save(tmp_path, b"0")
