@@ -44,7 +44,14 @@ from .harness import (
     wait_for_states,
     wall_ns,
 )
-from .probes import CallbackTimer, CountingSink, FloodTally, idle_window
+from .probes import (
+    CallbackTimer,
+    CountingSink,
+    FloodTally,
+    idle_seconds,
+    idle_window,
+    idle_windows,
+)
 from .rows import BenchError, Measurement, Settings, row
 
 COUNT_ENTITY: Final = "sensor.gentec_eo_maestro_pulse_count"
@@ -281,20 +288,15 @@ async def gentec_loop_lag(settings: Settings) -> Measurement:
 )
 async def gentec_idle(settings: Settings) -> Measurement:
     """Wake-ups, our timers and CPU per second of a streaming source whose laser is off."""
-    seconds = 1.0 if settings.quick else 5.0
     sink = CountingSink()
-    samples: list[float] = []
-    notes: list[str] = []
-    baseline = await idle_window(seconds)
+    baseline = await idle_window(idle_seconds(settings))
     async with _source_on_emulator(sink):
         await asyncio.sleep(1.0)
-        for _ in range(settings.repeats):
-            figures = await idle_window(seconds)
-            samples.append(figures.cpu_us)
-            notes = [
-                f"loop wake-ups {figures.wakeups:.2f}/s (without the source "
-                f"{baseline.wakeups:.2f}/s; the emulator runs in this loop too), "
-                f"integration timers {figures.own_timers:.2f}/s",
-                "a *VER probe per 0.5 s of silence (a serial meter that is gone sends nothing)",
-            ]
-    return Measurement(samples, notes)
+        return await idle_windows(
+            settings,
+            baseline,
+            context="; the emulator runs in this loop too",
+            notes=[
+                "a *VER probe per 0.5 s of silence (a serial meter that is gone sends nothing)"
+            ],
+        )

@@ -80,7 +80,14 @@ from .hololinked_stream import (
     THING_ID,
     parser_stream,
 )
-from .probes import CallbackTimer, CountingSink, FloodTally, idle_window
+from .probes import (
+    CallbackTimer,
+    CountingSink,
+    FloodTally,
+    idle_seconds,
+    idle_window,
+    idle_windows,
+)
 from .rows import BenchError, Measurement, Settings, row
 
 INTEGRATION_DOMAIN: Final = "instrument_hub"
@@ -622,25 +629,20 @@ async def hololinked_loop_lag(settings: Settings) -> Measurement:
 )
 async def hololinked_idle(settings: Settings) -> Measurement:
     """Wake-ups, our timers and CPU per second of a connected source whose Thing pushes nothing."""
-    seconds = 1.0 if settings.quick else 5.0
     pusher, port = await _start_pusher()
     sink = CountingSink()
-    samples: list[float] = []
-    notes: list[str] = []
     try:
-        baseline = await idle_window(seconds)
+        baseline = await idle_window(idle_seconds(settings))
         async with _running_source(port, sink):
             await asyncio.sleep(0.5)
-            for _ in range(settings.repeats):
-                figures = await idle_window(seconds)
-                samples.append(figures.cpu_us)
-                notes = [
-                    f"loop wake-ups {figures.wakeups:.2f}/s (without the source "
-                    f"{baseline.wakeups:.2f}/s), integration timers {figures.own_timers:.2f}/s",
+            return await idle_windows(
+                settings,
+                baseline,
+                notes=[
                     "outside these windows: one /liveness request per 30 s without a byte "
                     "(a frozen Thing has no other sign) and the 30 s read of the properties "
-                    "that push no changes",
-                ]
+                    "that push no changes"
+                ],
+            )
     finally:
         await pusher.stop()
-    return Measurement(samples, notes)

@@ -80,7 +80,14 @@ from .powersensor_stream import (
     plug_report,
     round_marker,
 )
-from .probes import CallbackTimer, CountingSink, FloodTally, idle_window
+from .probes import (
+    CallbackTimer,
+    CountingSink,
+    FloodTally,
+    idle_seconds,
+    idle_window,
+    idle_windows,
+)
 from .rows import BenchError, Measurement, Settings, row
 
 INTEGRATION_DOMAIN: Final = "instrument_hub"
@@ -678,7 +685,6 @@ async def powersensor_loop_lag(settings: Settings) -> Measurement:
 )
 async def powersensor_idle(settings: Settings) -> Measurement:
     """Wake-ups, our timers and CPU per second of a source whose plug is silent, then streaming."""
-    seconds = 1.0 if settings.quick else 5.0
     loop = asyncio.get_running_loop()
     host = _loopback_host(16)
     transport, _plug = await loop.create_datagram_endpoint(
@@ -687,23 +693,13 @@ async def powersensor_idle(settings: Settings) -> Measurement:
     port = transport.get_extra_info("sockname")[1]
     sink = CountingSink()
     source = _plug_source(host, port)
-    baseline = await idle_window(seconds)
-    samples: list[float] = []
-    notes: list[str] = []
+    baseline = await idle_window(idle_seconds(settings))
     try:
         await source.async_start(sink)
         # The plug is lost after its timeout; from then on nothing answers and nothing streams.
         transport.close()
         silent_after = source._settings.plug_timeout + 1.0  # noqa: SLF001
         await asyncio.sleep(silent_after)
-        for _ in range(settings.repeats):
-            figures = await idle_window(seconds)
-            samples.append(figures.cpu_us)
-            notes = [
-                f"plug silent: loop wake-ups {figures.wakeups:.2f}/s "
-                f"(without the source {baseline.wakeups:.2f}/s), "
-                f"integration timers {figures.own_timers:.2f}/s",
-            ]
+        return await idle_windows(settings, baseline, what="plug silent: ")
     finally:
         await source.async_stop()
-    return Measurement(samples, notes)

@@ -17,13 +17,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 import gc
 import time
 from typing import Any, Final, Self
 
 from .harness import cpu_ns
+from .rows import Measurement, Settings
 
 OWN_CODE: Final = "custom_components.instrument_hub"
 _OWN_PATH: Final = "custom_components/instrument_hub/"
@@ -235,6 +236,40 @@ async def idle_window(seconds: float) -> IdleFigures:
         counts.own_timers / seconds,
         (end - begin) / 1000 / seconds,
     )
+
+
+async def idle_windows(
+    settings: Settings,
+    baseline: IdleFigures,
+    *,
+    what: str = "",
+    context: str = "",
+    notes: Sequence[str] = (),
+) -> Measurement:
+    """Measure ``settings.repeats`` idle windows with a source running, beside ``baseline`` (without it).
+
+    The figure is CPU µs per second; the first note gives the last window's wake-ups and our own
+    timers, ``what`` before it (the state the source is in) and ``context`` in its parenthesis.
+    """
+    seconds = idle_seconds(settings)
+    samples: list[float] = []
+    figures = baseline
+    for _ in range(settings.repeats):
+        figures = await idle_window(seconds)
+        samples.append(figures.cpu_us)
+    return Measurement(
+        samples,
+        [
+            f"{what}loop wake-ups {figures.wakeups:.2f}/s (without the source "
+            f"{baseline.wakeups:.2f}/s{context}), integration timers {figures.own_timers:.2f}/s",
+            *notes,
+        ],
+    )
+
+
+def idle_seconds(settings: Settings) -> float:
+    """Return how long one idle window lasts."""
+    return 1.0 if settings.quick else 5.0
 
 
 type ReadingPredicate = Callable[[Any], bool]
