@@ -31,6 +31,7 @@ the same unit.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 import logging
 import statistics
 from typing import Any, Final
@@ -195,19 +196,31 @@ def _pull_parse(chunks: list[bytes]) -> int:
     return elements
 
 
+async def _per_element(
+    settings: Settings, expected: int, parse: Callable[[], int | Awaitable[int]]
+) -> list[float]:
+    """CPU µs per element of ``parse`` (which returns how many it parsed), a warm-up run first."""
+    samples: list[float] = []
+    for repeat in range(-1, settings.repeats):
+        begin = cpu_ns()
+        elements = parse()
+        if not isinstance(elements, int):
+            elements = await elements
+        end = cpu_ns()
+        if elements != expected:
+            raise BenchError(f"{elements} elements of {expected}")
+        if repeat >= 0:
+            samples.append((end - begin) / expected / 1000)
+    return samples
+
+
 def _pull_row(chunk_bytes: int) -> RowFunction:
     async def measure(settings: Settings) -> Measurement:
         stream = parser_stream(settings.events * PARSER_ELEMENTS_PER_EVENT)
         chunks = _chunks(stream.data, chunk_bytes)
-        samples: list[float] = []
-        for repeat in range(-1, settings.repeats):
-            begin = cpu_ns()
-            elements = _pull_parse(chunks)
-            end = cpu_ns()
-            if elements != stream.elements:
-                raise BenchError(f"{elements} elements of {stream.elements}")
-            if repeat >= 0:
-                samples.append((end - begin) / stream.elements / 1000)
+        samples = await _per_element(
+            settings, stream.elements, lambda: _pull_parse(chunks)
+        )
         key = f"pull-{chunk_bytes}"
         return Measurement(
             samples, _parse_notes(key, samples, stream.elements, _mix(stream.counts))
@@ -258,15 +271,9 @@ def _indipyclient_row(chunk_bytes: int) -> RowFunction:
         logging.getLogger("indipyclient").setLevel(logging.ERROR)
         stream = parser_stream(settings.events * PARSER_ELEMENTS_PER_EVENT)
         chunks = _chunks(stream.data, chunk_bytes)
-        samples: list[float] = []
-        for repeat in range(-1, settings.repeats):
-            begin = cpu_ns()
-            elements = await _indipyclient_parse(chunks)
-            end = cpu_ns()
-            if elements != stream.elements:
-                raise BenchError(f"{elements} elements of {stream.elements}")
-            if repeat >= 0:
-                samples.append((end - begin) / stream.elements / 1000)
+        samples = await _per_element(
+            settings, stream.elements, lambda: _indipyclient_parse(chunks)
+        )
         key = f"indipyclient-{chunk_bytes}"
         notes = _parse_notes(key, samples, stream.elements, _mix(stream.counts))
         return Measurement(
