@@ -152,6 +152,32 @@ class _LoopProbe:
             self.rss_peak = max(self.rss_peak, _rss())
 
 
+class _Worst:
+    """The worst of the measured repeats' probes: longest callback (CPU and wall) and loop lag."""
+
+    def __init__(self) -> None:
+        self.longest: list[float] = []
+        self.walls: list[float] = []
+        self.lags: list[float] = []
+        self.what = ""
+
+    def add(self, probe: _LoopProbe) -> None:
+        """Take one repeat's probe (ms)."""
+        self.longest.append(probe.longest * 1000)
+        self.walls.append(probe.longest_wall * 1000)
+        self.lags.append(probe.lag * 1000)
+        if probe.longest * 1000 >= max(self.longest):
+            self.what = probe.longest_what
+
+    def notes(self) -> list[str]:
+        """Return the longest callback and the loop lag, as the rows print them."""
+        return [
+            f"longest callback {max(self.longest):.1f} ms CPU ({self.what}; target "
+            f"{TARGET_MS:.0f}), {max(self.walls):.1f} ms wall",
+            f"max loop lag {max(self.lags):.1f} ms",
+        ]
+
+
 def _describe(callback: Any) -> str:
     owner = getattr(callback, "__self__", None)
     if isinstance(owner, asyncio.Task):
@@ -210,10 +236,7 @@ def _flood_row(flood: Flood) -> RowFunction:
         count = flood.quick_count if settings.quick else flood.count
         server, port = await _server(flood.payload, count)
         samples: list[float] = []
-        longest: list[float] = []
-        walls: list[float] = []
-        lags: list[float] = []
-        what = ""
+        worst = _Worst()
         try:
             sink = _Sink(_is_end)
             source = IndiSource("127.0.0.1", port, enable_blobs=False)
@@ -238,11 +261,7 @@ def _flood_row(flood: Flood) -> RowFunction:
                     samples.append(
                         (end - begin) / 1000 / (count * flood.units_per_count)
                     )
-                    longest.append(probe.longest * 1000)
-                    walls.append(probe.longest_wall * 1000)
-                    lags.append(probe.lag * 1000)
-                    if probe.longest * 1000 >= max(longest):
-                        what = probe.longest_what
+                    worst.add(probe)
                 diagnostics = source.diagnostics()["connection"]
             finally:
                 await source.async_stop()
@@ -252,9 +271,7 @@ def _flood_row(flood: Flood) -> RowFunction:
             samples,
             [
                 f"per {flood.unit}",
-                f"longest callback {max(longest):.1f} ms CPU ({what}; target {TARGET_MS:.0f}), "
-                f"{max(walls):.1f} ms wall",
-                f"max loop lag {max(lags):.1f} ms",
+                *worst.notes(),
                 f"malformed {diagnostics['malformed']}, skipped {diagnostics['skipped_bytes']} B",
             ],
         )
@@ -303,13 +320,10 @@ async def indi_blob(settings: Settings) -> Measurement:
 
     server, port = await _server("blob", size)
     samples: list[float] = []
-    longest: list[float] = []
-    longest_walls: list[float] = []
-    lags: list[float] = []
+    worst = _Worst()
     walls: list[float] = []
     rss_growth: list[int] = []
     traced_peak = 0
-    what = ""
     loop = asyncio.get_running_loop()
     try:
         with tempfile.TemporaryDirectory(prefix="instrument-hub-bench-") as folder:
@@ -379,11 +393,7 @@ async def indi_blob(settings: Settings) -> Measurement:
                         continue
                     samples.append((end - begin) / 1000 / (size / MIB))
                     walls.append(wall)
-                    longest.append(probe.longest * 1000)
-                    longest_walls.append(probe.longest_wall * 1000)
-                    lags.append(probe.lag * 1000)
-                    if probe.longest * 1000 >= max(longest):
-                        what = probe.longest_what
+                    worst.add(probe)
             finally:
                 await source.async_stop()
     finally:
@@ -392,9 +402,7 @@ async def indi_blob(settings: Settings) -> Measurement:
         samples,
         [
             f"{size // MIB} MiB in {statistics.median(walls):.2f} s wall",
-            f"longest callback {max(longest):.1f} ms CPU ({what}; target {TARGET_MS:.0f}), "
-            f"{max(longest_walls):.1f} ms wall",
-            f"max loop lag {max(lags):.1f} ms",
+            *worst.notes(),
             f"peak traced memory {traced_peak / MIB:.1f} MiB = {traced_peak / size:.2f}× the file",
             f"RSS growth {max(rss_growth) / MIB:.0f} MiB = {max(rss_growth) / size:.2f}×",
             "saved file checked against the BLOB sent (sha256)",
