@@ -839,27 +839,30 @@ async def test_reports_are_handled_in_the_read_callback_without_a_task(
     source._sink = recorder
     link = source._new_link("127.0.0.1", None)
     tasks = len(asyncio.all_tasks())
-    report = json.dumps(
-        {
-            "type": "instant_power",
-            "device": "plug",
-            "mac": PLUG_A,
-            "unit": "W",
-            "starttime": 1.0,
-            "duration": 1.0,
-            "power": 42.0,
-            "current": 0.2,
-            "active_current": 0.1,
-            "reactive_current": 0.1,
-            "voltage": 230.0,
-        }
-    ).encode()
+    report = json.dumps(_plug_report(power=42.0)).encode()
     link.datagram_received(report + b"\n", ("127.0.0.1", 49476))
     assert [e.value for e in recorder.of_type(Reading) if e.channel_key == "power"] == [
         42.0
     ]
     assert len(asyncio.all_tasks()) == tasks
     await source.async_stop()
+
+
+def _plug_report(*, power: float) -> dict[str, Any]:
+    """Return a plug's own report of ``power`` W (components fixed), as the plug sends it."""
+    return {
+        "type": "instant_power",
+        "device": "plug",
+        "mac": PLUG_A,
+        "unit": "W",
+        "starttime": 1.0,
+        "duration": 1.0,
+        "power": power,
+        "current": 0.2,
+        "active_current": 0.1,
+        "reactive_current": 0.1,
+        "voltage": 230.0,
+    }
 
 
 def _liveness_timer(source: PowersensorSource) -> asyncio.TimerHandle | None:
@@ -874,19 +877,7 @@ async def test_liveness_sleeps_until_the_next_deadline(recorder: EventRecorder) 
     )
     source._sink = recorder
     link = source._new_link("127.0.0.1", None)
-    report = {
-        "type": "instant_power",
-        "device": "plug",
-        "mac": PLUG_A,
-        "unit": "W",
-        "starttime": 1.0,
-        "duration": 1.0,
-        "power": 1.0,
-        "current": 0.2,
-        "active_current": 0.1,
-        "reactive_current": 0.1,
-        "voltage": 230.0,
-    }
+    report = _plug_report(power=1.0)
     loop = asyncio.get_running_loop()
     link.datagram_received(json.dumps(report).encode(), ("127.0.0.1", 49476))
     timer = source._liveness
