@@ -79,6 +79,7 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from . import paced_pusher
+from .floor import DOMAIN as FLOOR_DOMAIN, ProbeConfigFlow, setup_plain_sensors
 from .harness import (
     HelperProcess,
     StateWrites,
@@ -701,33 +702,50 @@ class _PacedEntry:
         )
 
 
+class _MinimalChannel(SensorEntity):
+    """A paced channel as a minimal integration shows it: a plain pushed sensor, as the floor's."""
+
+    _attr_has_entity_name = True
+    _attr_should_poll = False
+    _attr_state_class = SensorStateClass.MEASUREMENT
+
+    def __init__(self, channel: int) -> None:
+        """Channel ``channel`` of the paced pusher."""
+        self._attr_name = f"Minimal reader {channel}"
+        self._attr_unique_id = f"bench-minimal-reader-{channel}"
+        self._attr_device_info = DeviceInfo(
+            identifiers={(FLOOR_DOMAIN, "minimal-reader")}, name="Minimal reader"
+        )
+        self._attr_native_value = 0
+
+
 async def _reference_runs(
     hass: HomeAssistant, pusher: HelperProcess, port: int, rate: int, milliseconds: int
 ) -> tuple[list[_Run], int]:
     """Read the same paced stream with a minimal asyncio client in the same hass.
 
-    One connection, ``reader.read`` of 64 KiB, a regex for the values, ``hass.states.async_set``
-    for each: what the latency and the CPU of the stream are without the integration. It closes
-    before the INDI entry connects (the pusher serves whoever asked for the properties last).
-    Returns the runs and the next free sequence number.
+    One connection, ``reader.read`` of 64 KiB, a regex for the values, ``async_write_ha_state`` of
+    a plain sensor for each (the floor's write), seen by the same ``state_changed`` log as ours:
+    what the latency and the CPU of the stream are without the integration. It closes before the
+    INDI entry connects (the pusher serves whoever asked for the properties last). Returns the runs
+    and the next free sequence number.
     """
+    channels = [_MinimalChannel(channel) for channel in range(paced_pusher.CHANNELS)]
+    await setup_plain_sensors(hass, list(channels))
+    entity_ids = [channel.entity_id or "" for channel in channels]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    shown = _ShownLog()
-    entity_ids = [
-        f"sensor.minimal_reader_{channel}" for channel in range(paced_pusher.CHANNELS)
-    ]
+    shown = _StateLog(hass, entity_ids)
 
     async def read() -> None:
         pending = b""
         while data := await reader.read(65536):
-            now = time.monotonic_ns()
             pending += data
             cut = pending.rfind(b"\n") + 1
             for match in _SET_VALUE.finditer(pending, 0, cut):
                 sequence = int(match.group(1))
-                entity_id = entity_ids[paced_pusher.channel_of(sequence)]
-                hass.states.async_set(entity_id, str(sequence))
-                shown.note(entity_id, sequence, now)
+                channel = channels[paced_pusher.channel_of(sequence)]
+                channel._attr_native_value = sequence  # noqa: SLF001
+                channel.async_write_ha_state()
             pending = pending[cut:]
 
     task = hass.async_create_background_task(read(), "bench minimal INDI reader")
@@ -756,6 +774,7 @@ async def _reference_runs(
                     )
                 )
     finally:
+        shown.close()
         writer.close()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, OSError):
@@ -772,18 +791,19 @@ async def _paced_rows(
     """
     pusher, port = await _start_paced_pusher()
     try:
-        async with bench_hass() as hass:
-            overhead = await probe_overhead_ns()
-            reference_runs: list[_Run] = []
-            first = 1
-            if reference:
-                reference_runs, first = await _reference_runs(
-                    hass, pusher, port, rate, milliseconds
-                )
-            paced = await _PacedEntry.connect(hass, pusher, port, first)
-            await paced.run(rate, min(WARMUP_MS, milliseconds))
-            measured = [await paced.run(rate, milliseconds) for _ in range(runs)]
-            return measured, reference_runs, overhead
+        with mock_config_flow(FLOOR_DOMAIN, ProbeConfigFlow):
+            async with bench_hass() as hass:
+                overhead = await probe_overhead_ns()
+                reference_runs: list[_Run] = []
+                first = 1
+                if reference:
+                    reference_runs, first = await _reference_runs(
+                        hass, pusher, port, rate, milliseconds
+                    )
+                paced = await _PacedEntry.connect(hass, pusher, port, first)
+                await paced.run(rate, min(WARMUP_MS, milliseconds))
+                measured = [await paced.run(rate, milliseconds) for _ in range(runs)]
+                return measured, reference_runs, overhead
     finally:
         await pusher.stop()
 
@@ -829,7 +849,7 @@ async def latency_1k(settings: Settings) -> Measurement:
             f"p99 per run {_ms(min(p99s))}–{_ms(max(p99s))})",
             f"values shown {len(ages)}/{sent}",
             f"{iterations:.1f} loop iterations per event",
-            f"a minimal asyncio reader in the same hass (regex + hass.states.async_set): p50 "
+            f"a minimal asyncio reader in the same hass (regex + async_write_ha_state of a plain sensor): p50 "
             f"{_ms(_nearest_rank(reference_ages, 50))} ms, p99 "
             f"{_ms(_nearest_rank(reference_ages, 99))} ms, {reference_cpu:.0f} µs CPU and "
             f"{reference_iterations:.1f} iterations per event (ours ×{cpu / reference_cpu:.1f} CPU)",

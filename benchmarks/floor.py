@@ -13,6 +13,7 @@ carry one listener, and the count proves N writes happened.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from homeassistant.components.sensor import (
@@ -24,6 +25,7 @@ from homeassistant.config_entries import ConfigEntry, ConfigEntryState, ConfigFl
 from homeassistant.const import Platform, UnitOfTemperature
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddEntitiesCallback
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
@@ -76,20 +78,21 @@ async def setup_plain_sensors(hass: HomeAssistant, sensors: list[SensorEntity]) 
     Used inside ``mock_config_flow(DOMAIN, ProbeConfigFlow)``: what any push integration's entry
     does, so rows can compare the integration with plain entities in the same ``hass``.
     """
+    await setup_plain_entities(hass, {Platform.SENSOR: sensors})
+
+
+async def setup_plain_entities(
+    hass: HomeAssistant, entities: Mapping[Platform, Sequence[Entity]]
+) -> None:
+    """Set up a config entry of a mock integration whose platforms add ``entities``, per platform."""
+    platforms = list(entities)
 
     async def async_setup_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
-        await hass.config_entries.async_forward_entry_setups(entry, [Platform.SENSOR])
+        await hass.config_entries.async_forward_entry_setups(entry, platforms)
         return True
 
     async def async_unload_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
-        return await hass.config_entries.async_unload_platforms(
-            entry, [Platform.SENSOR]
-        )
-
-    async def async_setup_platform_entry(
-        hass: HomeAssistant, entry: ConfigEntry, async_add_entities: AddEntitiesCallback
-    ) -> None:
-        async_add_entities(sensors)
+        return await hass.config_entries.async_unload_platforms(entry, platforms)
 
     mock_integration(
         hass,
@@ -101,18 +104,30 @@ async def setup_plain_sensors(hass: HomeAssistant, sensors: list[SensorEntity]) 
     )
     # Setting up an entry imports the integration's config flow: a mock one, as in the tests.
     mock_platform(hass, f"{DOMAIN}.config_flow")
-    mock_platform(
-        hass,
-        f"{DOMAIN}.{Platform.SENSOR}",
-        MockPlatform(async_setup_entry=async_setup_platform_entry),
-    )
+    for platform, added in entities.items():
+
+        async def async_setup_platform_entry(
+            hass: HomeAssistant,
+            entry: ConfigEntry,
+            async_add_entities: AddEntitiesCallback,
+            added: Sequence[Entity] = added,
+        ) -> None:
+            async_add_entities(added)
+
+        mock_platform(
+            hass,
+            f"{DOMAIN}.{platform}",
+            MockPlatform(async_setup_entry=async_setup_platform_entry),
+        )
     entry = MockConfigEntry(domain=DOMAIN, title="Bench probe")
     entry.add_to_hass(hass)
     if (
         not await hass.config_entries.async_setup(entry.entry_id)
         or entry.state is not ConfigEntryState.LOADED
     ):
-        raise BenchError(f"the plain sensors' config entry did not load: {entry.state}")
+        raise BenchError(
+            f"the plain entities' config entry did not load: {entry.state}"
+        )
     await hass.async_block_till_done()
 
 
