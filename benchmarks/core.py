@@ -424,7 +424,6 @@ async def core_burst(settings: Settings) -> Measurement:
 
 PACED_MODULE: Final = "benchmarks.paced_pusher"
 WARMUP_MS: Final = 300
-REFERENCE_RUNS: Final = 2
 _SET_VALUE: Final = re.compile(rb"<oneNumber[^>]*>\s*(\d+)\s*</oneNumber>")
 
 
@@ -720,7 +719,12 @@ class _MinimalChannel(SensorEntity):
 
 
 async def _reference_runs(
-    hass: HomeAssistant, pusher: HelperProcess, port: int, rate: int, milliseconds: int
+    hass: HomeAssistant,
+    pusher: HelperProcess,
+    port: int,
+    rate: int,
+    milliseconds: int,
+    repeats: int,
 ) -> tuple[list[_Run], int]:
     """Read the same paced stream with a minimal asyncio client in the same hass.
 
@@ -754,7 +758,7 @@ async def _reference_runs(
     try:
         writer.write(b'<getProperties version="1.7"/>\n')
         await writer.drain()
-        for index in range(REFERENCE_RUNS + 1):
+        for index in range(repeats + 1):  # as many runs as ours, after a warm-up
             length = min(WARMUP_MS, milliseconds) if index == 0 else milliseconds
             count = rate * length // 1000
             last = first + count - 1
@@ -798,7 +802,7 @@ async def _paced_rows(
                 first = 1
                 if reference:
                     reference_runs, first = await _reference_runs(
-                        hass, pusher, port, rate, milliseconds
+                        hass, pusher, port, rate, milliseconds, runs
                     )
                 paced = await _PacedEntry.connect(hass, pusher, port, first)
                 await paced.run(rate, min(WARMUP_MS, milliseconds))

@@ -557,8 +557,12 @@ async def test_warning_and_expiry_renew_the_subscription(
     subnet: Subnet, recorder: EventRecorder
 ) -> None:
     """subscribe(60) on start, again on a warning and after an expiry; subscribe(0) on stop."""
-    # Silence never renews here (5 s): every subscribe counted is the answer to a warning or expiry.
-    settings = replace(FAST, plug_hosts=(subnet.plug_a,), plug_timeout=5.0)
+    # Silence never renews here: the renewal after silence waits backoff_min (5 s, not FAST's 0.2 s,
+    # which a loaded machine's scheduling gap between two datagrams can exceed), so every subscribe
+    # counted is the answer to a warning or an expiry.
+    settings = replace(
+        FAST, plug_hosts=(subnet.plug_a,), plug_timeout=5.0, backoff_min=5.0
+    )
     async with emulated_household(subnet) as network:
         async with running(settings, recorder):
             plug_a = (
