@@ -183,6 +183,8 @@ async def test_reconfigure_changes_the_address(
     )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "reconfigure_successful"
+    # The entry reloads in a task: let it run now, under this test's mock setup, not at teardown.
+    await hass.async_block_till_done()
     assert entry.data[CONF_PORT] == listening_port
     assert entry.unique_id == f"indi:127.0.0.1:{listening_port}"
     assert entry.title == f"INDI server 127.0.0.1:{listening_port}"
@@ -199,6 +201,8 @@ async def test_reconfigure_same_address_is_accepted(
     )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "reconfigure_successful"
+    # The entry reloads in a task: let it run now, under this test's mock setup, not at teardown.
+    await hass.async_block_till_done()
 
 
 async def test_reconfigure_onto_another_entry_aborts(
@@ -330,6 +334,8 @@ async def test_reconfigure_keeps_a_title_the_user_chose(
     )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "reconfigure_successful"
+    # The entry reloads in a task: let it run now, under this test's mock setup, not at teardown.
+    await hass.async_block_till_done()
     # Our own "The address was changed.", not Home Assistant's generic string.
     assert result.get("translation_domain") in (None, DOMAIN)
     assert entry.title == "Roof observatory"
@@ -347,6 +353,8 @@ async def test_reconfigure_of_an_entry_whose_data_no_longer_validates(
         result["flow_id"], {CONF_HOST: "127.0.0.1", CONF_PORT: listening_port}
     )
     assert result["reason"] == "reconfigure_successful"
+    # The entry reloads in a task: let it run now, under this test's mock setup, not at teardown.
+    await hass.async_block_till_done()
     assert entry.title == "INDI server bad host:7624"
     assert entry.data[CONF_HOST] == "127.0.0.1"
 

@@ -200,6 +200,8 @@ async def test_reconfigure_to_a_new_url(
     )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "reconfigure_successful"
+    # The entry reloads in a task: let it run now, under this test's mock setup, not at teardown.
+    await hass.async_block_till_done()
     assert entry.data[CONF_URL] == thing.url
     assert entry.unique_id == f"hololinked:127.0.0.1:{thing.port}/energy-meter"
     assert entry.title == f"FakeMaestro (127.0.0.1:{thing.port})"
@@ -216,6 +218,8 @@ async def test_reconfigure_keeps_a_title_the_user_chose(
         result["flow_id"], {CONF_URL: thing.url}
     )
     assert result["reason"] == "reconfigure_successful"
+    # The entry reloads in a task: let it run now, under this test's mock setup, not at teardown.
+    await hass.async_block_till_done()
     assert entry.title == "Laser bench meter"
 
 

@@ -338,6 +338,8 @@ async def test_reconfigure_keeps_what_was_learnt(
     )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "reconfigure_successful"
+    # The entry reloads in a task: let it run now, under this test's mock setup, not at teardown.
+    await hass.async_block_till_done()
     assert entry.data[CONF_BROADCAST] == []
     assert entry.data[CONF_PLUG_HOSTS] == [subnet.plug_b]
     assert entry.data[CONF_PLUGS] == {PLUG_A: subnet.plug_a, PLUG_B: subnet.plug_b}

@@ -597,6 +597,42 @@ async def test_warning_and_expiry_renew_the_subscription(
         assert state["counters"]["unsubscribes"] == 1
 
 
+async def test_a_start_failing_half_way_closes_the_links_it_opened(
+    subnet: Subnet, recorder: EventRecorder
+) -> None:
+    """The second plug's link fails to open (cancelled, a bug): the first one is unsubscribed and closed.
+
+    Without it, the first plug's socket and silence timer outlived the failed start (the harness
+    reports the lingering timer).
+    """
+    opened = PlugLink.open
+
+    async def open_or_fail(link: PlugLink) -> None:
+        if link.host == subnet.plug_b:
+            raise RuntimeError("cannot open")
+        await opened(link)
+
+    settings = replace(FAST, plug_hosts=(subnet.plug_a, subnet.plug_b))
+    async with emulated_household(subnet) as network:
+        source = PowersensorSource(settings)
+        with (
+            patch.object(PlugLink, "open", open_or_fail),
+            pytest.raises(RuntimeError, match="cannot open"),
+        ):
+            await source.async_start(recorder)
+        for _ in range(
+            100
+        ):  # bounded poll: the last datagrams are on their way over loopback
+            state = (await control(network, "state"))["plugs"][0]
+            if state["counters"]["unsubscribes"]:
+                break
+            await asyncio.sleep(0.01)
+        assert state["counters"]["subscribes"] >= 1
+        assert state["subscribers"] == []
+        assert state["counters"]["unsubscribes"] == 1
+        assert source.diagnostics()["links"] == []
+
+
 async def test_a_rebooted_plug_is_subscribed_again(
     subnet: Subnet, recorder: EventRecorder
 ) -> None:

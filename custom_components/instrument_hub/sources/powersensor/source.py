@@ -223,22 +223,29 @@ class PowersensorSource(Source):
         }
         for host in self._settings.plug_hosts:
             hosts.setdefault(host, None)
+        try:
+            await self._start_links(hosts)
+        except BaseException:
+            # A start that fails half-way (cancelled, no plug, a bug) leaves no socket, task or timer.
+            await self.async_stop()
+            raise
+        self._update_lost_scan()
+
+    async def _start_links(self, hosts: Mapping[str, str | None]) -> None:
+        """Open a link to each host, scan if asked; return once a plug streams."""
         for host, mac in hosts.items():
             await self._open_link(host, mac)
         if self._settings.broadcast_addresses:
             self._spawn(self._scan_and_place(), "Powersensor discovery")
         if not hosts and not self._settings.broadcast_addresses:
-            await self.async_stop()
             raise CannotConnect("No plug address and no broadcast address to scan")
         try:
             async with asyncio.timeout(self._settings.start_timeout):
                 await self._first_heard.wait()
         except TimeoutError as err:
-            await self.async_stop()
             raise CannotConnect(
                 f"No Powersensor plug answered within {self._settings.start_timeout:g} s"
             ) from err
-        self._update_lost_scan()
 
     async def async_stop(self) -> None:
         """Unsubscribe from every plug and close every socket; leaves no task or timer."""
