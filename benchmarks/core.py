@@ -454,17 +454,21 @@ def _reset_peak_rss() -> bool:
     return True
 
 
-class _ShownLog:
-    """(sequence number, CLOCK_MONOTONIC ns) of every value shown; ends a wait on a target value."""
+class _StateLog:
+    """(sequence number, CLOCK_MONOTONIC ns) of every value the paced channels' entities show.
 
-    def __init__(self) -> None:
+    Fed by their ``state_changed`` events; ends a wait on a target value.
+    """
+
+    def __init__(self, hass: HomeAssistant, entity_ids: Sequence[str]) -> None:
         self.log: list[tuple[int, int]] = []
         self._target: tuple[str, int] | None = None
         self._done = asyncio.Event()
         self.done_cpu_ns = 0
+        self._entity_ids = frozenset(entity_ids)
+        self._unsubscribe = hass.bus.async_listen(EVENT_STATE_CHANGED, self._changed)
 
-    def note(self, entity_id: str, sequence: int, now: int) -> None:
-        """Note one shown value (called where it is shown)."""
+    def _note(self, entity_id: str, sequence: int, now: int) -> None:
         self.log.append((sequence, now))
         if self._target == (entity_id, sequence):
             self.done_cpu_ns = cpu_ns()
@@ -489,15 +493,6 @@ class _ShownLog:
             ) from err
         return self.done_cpu_ns
 
-
-class _StateLog(_ShownLog):
-    """A ``_ShownLog`` fed by the ``state_changed`` events of the paced channels' entities."""
-
-    def __init__(self, hass: HomeAssistant, entity_ids: Sequence[str]) -> None:
-        super().__init__()
-        self._entity_ids = frozenset(entity_ids)
-        self._unsubscribe = hass.bus.async_listen(EVENT_STATE_CHANGED, self._changed)
-
     @callback
     def _changed(self, event: HassEvent[EventStateChangedData]) -> None:
         entity_id = event.data["entity_id"]
@@ -511,7 +506,7 @@ class _StateLog(_ShownLog):
             sequence = int(float(new_state.state))
         except ValueError:
             return
-        self.note(entity_id, sequence, now)
+        self._note(entity_id, sequence, now)
 
     def close(self) -> None:
         """Stop listening."""

@@ -356,3 +356,21 @@ def environment_notes() -> list[str]:
 def median_min_max(samples: Sequence[float]) -> tuple[float, float, float]:
     """Return the median, minimum and maximum of the samples."""
     return statistics.median(samples), min(samples), max(samples)
+
+
+_ROW_MEDIANS: dict[str, float] = {}
+"""Median µs per event of the rows that other rows compare with (filled as they run)."""
+
+
+def remember_median(row_name: str, samples: Sequence[float]) -> None:
+    """Keep ``row_name``'s median for a later row's :func:`compared_note`."""
+    _ROW_MEDIANS[row_name] = statistics.median(samples)
+
+
+def compared_note(row_name: str, samples: Sequence[float]) -> list[str]:
+    """Return the note of what ``row_name`` costs against these samples (none if it did not run)."""
+    if row_name not in _ROW_MEDIANS:
+        return []
+    return [
+        f"{row_name} ×{_ROW_MEDIANS[row_name] / statistics.median(samples):.2f} of this"
+    ]

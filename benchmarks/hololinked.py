@@ -65,8 +65,10 @@ from .harness import (
     HelperProcess,
     StateWrites,
     bench_hass,
+    compared_note,
     cpu_ns,
     numeric_state_is,
+    remember_median,
     round_count,
     settle,
     wait_for_states,
@@ -161,12 +163,8 @@ async def _start_pusher() -> tuple[HelperProcess, int]:
 async def hololinked_end_to_end(settings: Settings) -> Measurement:
     """CPU per pushed event at 100 events/s per stream (idle time included); latency per data point."""
     measured = await _pipeline(settings, RATE, min(settings.events, MAX_ROUND_EVENTS))
-    _END_TO_END["us"] = statistics.median(measured.samples_us)
+    remember_median("hololinked-e2e", measured.samples_us)
     return measured
-
-
-_END_TO_END: dict[str, float] = {}
-"""hololinked-e2e's median µs per event, for the minimal client's row to compare with."""
 
 
 @row(
@@ -459,13 +457,7 @@ async def hololinked_plain_client(settings: Settings) -> Measurement:
             "(the entities hololinked-e2e counts)",
             "aiohttp line iteration + orjson; each event fires its event entity and writes its "
             "sensors (energy; min, max, avg, pulse count), as ours shows them; nothing else",
-            *(
-                [
-                    f"hololinked-e2e ×{_END_TO_END['us'] / statistics.median(samples):.2f} of this"
-                ]
-                if "us" in _END_TO_END
-                else []
-            ),
+            *compared_note("hololinked-e2e", samples),
         ],
     )
 

@@ -66,8 +66,10 @@ from .harness import (
     HelperProcess,
     StateWrites,
     bench_hass,
+    compared_note,
     cpu_ns,
     push_rounds,
+    remember_median,
     round_count,
     wait_for_states,
 )
@@ -112,10 +114,6 @@ async def _start_pusher(host: str, *, events: int, rounds: int) -> HelperProcess
         await pusher.stop()
         raise BenchError(f"unexpected first line from the pusher: {line!r}")
     return pusher
-
-
-_END_TO_END: dict[str, float] = {}
-"""powersensor-e2e's median µs per report, for the minimal client's row to compare with."""
 
 
 @row(
@@ -173,7 +171,7 @@ async def powersensor_end_to_end(settings: Settings) -> Measurement:
         await pusher.stop()
     sent = events * settings.repeats
     total = sum(measured.written)
-    _END_TO_END["us"] = statistics.median(measured.samples)
+    remember_median("powersensor-e2e", measured.samples)
     return Measurement(
         measured.samples,
         [
@@ -405,18 +403,9 @@ async def powersensor_plain_client(settings: Settings) -> Measurement:
             f"states {total} for {events * settings.repeats} reports "
             f"({total / (events * settings.repeats):.2f} per report)",
             "orjson per line, two async_write_ha_state per report, nothing else",
-            *_compared(measured.samples),
+            *compared_note("powersensor-e2e", measured.samples),
         ],
     )
-
-
-def _compared(samples: list[float]) -> list[str]:
-    """Return the note of what powersensor-e2e costs against this client (when it ran before)."""
-    if "us" not in _END_TO_END:
-        return []
-    return [
-        f"powersensor-e2e ×{_END_TO_END['us'] / statistics.median(samples):.2f} of this"
-    ]
 
 
 class _BareReceiver(asyncio.DatagramProtocol):

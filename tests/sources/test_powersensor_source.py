@@ -620,9 +620,8 @@ async def test_a_start_failing_half_way_closes_the_links_it_opened(
             pytest.raises(RuntimeError, match="cannot open"),
         ):
             await source.async_start(recorder)
-        for _ in range(
-            100
-        ):  # bounded poll: the last datagrams are on their way over loopback
+        # Bounded poll: the last datagrams are on their way over loopback.
+        for _ in range(100):
             state = (await control(network, "state"))["plugs"][0]
             if state["counters"]["unsubscribes"]:
                 break
