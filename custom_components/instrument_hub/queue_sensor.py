@@ -17,11 +17,10 @@ from homeassistant.components.sensor import (
 )
 from homeassistant.const import EntityCategory, UnitOfTime
 from homeassistant.core import callback
-from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.event import async_track_time_interval
 
 from .collector import CollectorStats
-from .const import DOMAIN, HUB_DEVICE_KEY
+from .const import HUB_DEVICE_KEY
 from .hub import Hub
 
 SAMPLE_INTERVAL = timedelta(seconds=10)
@@ -76,9 +75,7 @@ class QueueSensor(SensorEntity):
         self._attr_unique_id = (
             f"{hub.device_identifier(HUB_DEVICE_KEY)}:_{description.key}"
         )
-        self._attr_device_info = DeviceInfo(
-            identifiers={(DOMAIN, hub.device_identifier(HUB_DEVICE_KEY))}
-        )
+        self.device_entry = hub.device_entry(HUB_DEVICE_KEY)
         self._sample()
 
     async def async_added_to_hass(self) -> None:
