@@ -1017,6 +1017,31 @@ async def test_registry_entries_a_channel_supersedes_are_removed(
     assert entry.runtime_data.ignored_readings == ignored + 1
 
 
+async def test_a_channel_replaced_in_the_same_run_loses_its_entity(
+    hass: HomeAssistant, fake_kind: FakeKind, entity_registry: er.EntityRegistry
+) -> None:
+    """A select shown in this run, then replaced by buttons: its entity goes, although no earlier run had it."""
+    config = _channel(
+        "bench", "config", ChannelKind.ENUM, writable=True, options=("a", "b")
+    )
+    entry, source = await _setup(hass, fake_kind, (*EVERYTHING, config))
+    select = _entity_id(hass, "select", f"{FAKE_ENTRY_ID}:bench:config")
+    source.push(
+        ChannelDefined(
+            "bench",
+            join_key("config", "save"),
+            ChannelKind.ACTION,
+            writable=True,
+            label="Save",
+            replaces=(join_key("config"),),
+        )
+    )
+    await _settle(hass, entry)
+    assert entity_registry.async_get(select) is None
+    assert hass.states.get(select) is None
+    assert _entity_id(hass, "button", f"{FAKE_ENTRY_ID}:bench:config.save")
+
+
 async def test_messages_of_a_disconnected_device_still_arrive(
     hass: HomeAssistant, fake_kind: FakeKind
 ) -> None:
