@@ -977,6 +977,17 @@ async def test_attributes_come_with_the_definition_and_readings(
     assert (state.state, state.attributes["property_state"]) == ("3.0", "busy")
 
 
+SAVE_REPLACING_CONFIG = ChannelDefined(
+    "bench",
+    join_key("config", "save"),
+    ChannelKind.ACTION,
+    writable=True,
+    label="Save",
+    replaces=(join_key("config"),),
+)
+"""A button of what was one select (INDI's CONFIG_PROCESS as buttons): the select's entity goes."""
+
+
 async def test_registry_entries_a_channel_supersedes_are_removed(
     hass: HomeAssistant, fake_kind: FakeKind, entity_registry: er.EntityRegistry
 ) -> None:
@@ -992,15 +1003,7 @@ async def test_registry_entries_a_channel_supersedes_are_removed(
         "sensor", DOMAIN, f"{FAKE_ENTRY_ID}:bench:voltage", config_entry=entry
     )
     abort = _channel("bench", "abort", ChannelKind.ACTION, writable=True)
-    save = ChannelDefined(
-        "bench",
-        join_key("config", "save"),
-        ChannelKind.ACTION,
-        writable=True,
-        label="Save",
-        replaces=(join_key("config"),),
-    )
-    source = FakeSource(initial=[*EVERYTHING, abort, save])
+    source = FakeSource(initial=[*EVERYTHING, abort, SAVE_REPLACING_CONFIG])
     fake_kind.next_sources.append(source)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await _settle(hass, entry)
@@ -1026,16 +1029,7 @@ async def test_a_channel_replaced_in_the_same_run_loses_its_entity(
     )
     entry, source = await _setup(hass, fake_kind, (*EVERYTHING, config))
     select = _entity_id(hass, "select", f"{FAKE_ENTRY_ID}:bench:config")
-    source.push(
-        ChannelDefined(
-            "bench",
-            join_key("config", "save"),
-            ChannelKind.ACTION,
-            writable=True,
-            label="Save",
-            replaces=(join_key("config"),),
-        )
-    )
+    source.push(SAVE_REPLACING_CONFIG)
     await _settle(hass, entry)
     assert entity_registry.async_get(select) is None
     assert hass.states.get(select) is None
