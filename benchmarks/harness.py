@@ -389,10 +389,13 @@ def remember_median(row_name: str, samples: Sequence[float]) -> None:
     _ROW_MEDIANS[row_name] = statistics.median(samples)
 
 
+def remembered_median(row_name: str) -> float | None:
+    """Return the median ``row_name`` kept with :func:`remember_median` (None: it did not run)."""
+    return _ROW_MEDIANS.get(row_name)
+
+
 def compared_note(row_name: str, samples: Sequence[float]) -> list[str]:
     """Return the note of what ``row_name`` costs against these samples (none if it did not run)."""
-    if row_name not in _ROW_MEDIANS:
+    if (median := remembered_median(row_name)) is None:
         return []
-    return [
-        f"{row_name} ×{_ROW_MEDIANS[row_name] / statistics.median(samples):.2f} of this"
-    ]
+    return [f"{row_name} ×{median / statistics.median(samples):.2f} of this"]

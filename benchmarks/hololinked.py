@@ -69,6 +69,7 @@ from .harness import (
     cpu_ns,
     numeric_state_is,
     remember_median,
+    remembered_median,
     round_count,
     settle,
     wait_for_states,
@@ -168,13 +169,66 @@ async def hololinked_end_to_end(settings: Settings) -> Measurement:
 
 
 @row(
+    "hololinked-fire",
+    "hololinked: an event entity's fire alone (plain entity, tight loop)",
+    source="hololinked",
+)
+async def hololinked_event_fire(settings: Settings) -> Measurement:
+    """CPU per fire of a plain event entity with a data point's payload, as the floor writes a sensor.
+
+    Every pushed event fires its event entity (one state write that is never coalesced): this is
+    that write alone, for the burst row to set its cost against.
+    """
+    event = _PlainEvent("data_point_event")
+    samples: list[float] = []
+    with mock_config_flow(FLOOR_DOMAIN, ProbeConfigFlow):
+        async with bench_hass() as hass:
+            await setup_plain_entities(hass, {Platform.EVENT: [event]})
+            if event.entity_id is None:
+                raise BenchError("the plain event entity was not added")
+            writes = StateWrites(hass, [event.entity_id])
+            try:
+                for repeat in range(-WARMUP_ROUNDS, settings.repeats):
+                    payloads = [
+                        {"timestamp": 1.7e9 + index / 1000, "energy": index * 1e-6}
+                        for index in range(settings.events)
+                    ]
+                    await settle(hass)
+                    writes.arm(event.entity_id, lambda _state: False)
+                    begin = cpu_ns()
+                    for payload in payloads:
+                        event.fire(payload)
+                    await hass.async_block_till_done()
+                    elapsed = cpu_ns() - begin
+                    if writes.count != settings.events:
+                        raise BenchError(
+                            f"{writes.count} state changes for {settings.events} fires"
+                        )
+                    if repeat >= 0:
+                        samples.append(elapsed / settings.events / 1000)
+            finally:
+                writes.close()
+    remember_median("hololinked-fire", samples)
+    return Measurement(
+        samples, ["1 event entity, 1 listener; payload {timestamp, energy}"]
+    )
+
+
+@row(
     "hololinked-burst",
     "hololinked: push -> state (2 streams, as fast as sent)",
     source="hololinked",
 )
 async def hololinked_burst(settings: Settings) -> Measurement:
     """CPU per pushed event when the Thing pushes as fast as it can: the pipeline's own cost."""
-    return await _pipeline(settings, BURST_RATE, settings.events)
+    measured = await _pipeline(settings, BURST_RATE, settings.events)
+    if (fire := remembered_median("hololinked-fire")) is not None:
+        ours = statistics.median(measured.samples_us)
+        measured.notes.append(
+            f"×{ours / fire:.2f} of one event entity fire alone ({fire:.1f} µs, "
+            f"hololinked-fire): {ours - fire:.1f} µs an event besides that write"
+        )
+    return measured
 
 
 async def _paced_rounds(
