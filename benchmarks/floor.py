@@ -13,7 +13,7 @@ carry one listener, and the count proves N writes happened.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 from homeassistant.components.sensor import (
@@ -145,41 +145,64 @@ def _values(count: int, start: int) -> list[float]:
     return [20.0 + ((start + index) % 1000) / 100 for index in range(count)]
 
 
+async def tight_write_rounds(
+    hass: HomeAssistant,
+    entity_id: str,
+    settings: Settings,
+    prepare: Callable[[int], Callable[[], None]],
+) -> list[float]:
+    """Return the CPU µs per write of ``settings.repeats`` rounds of writes in a tight loop.
+
+    ``prepare(count)`` builds a round's values (not timed) and returns what makes ``count`` writes
+    of ``entity_id``; a warm-up round of WARMUP_WRITES goes first. Every write must be a state
+    change, counted by the same ``state_changed`` listener the pipeline rows use.
+    """
+    samples: list[float] = []
+    writes = StateWrites(hass, [entity_id])
+    try:
+        for repeat in range(-1, settings.repeats):
+            count = WARMUP_WRITES if repeat < 0 else settings.events
+            run = prepare(count)
+            await settle(hass)
+            writes.arm(entity_id, lambda _state: False)
+            begin = cpu_ns()
+            run()
+            await hass.async_block_till_done()
+            elapsed = cpu_ns() - begin
+            if writes.count != count:
+                raise BenchError(f"{writes.count} state changes for {count} writes")
+            if repeat >= 0:
+                samples.append(elapsed / count / 1000)
+    finally:
+        writes.close()
+    return samples
+
+
 @row("floor", "floor: HA sensor state write", source="homeassistant", floor=True)
 async def state_write_floor(settings: Settings) -> Measurement:
     """CPU per ``async_write_ha_state()`` of a numeric sensor whose value changed."""
-    samples: list[float] = []
-    written = 0
     with mock_config_flow(DOMAIN, ProbeConfigFlow):
         async with bench_hass() as hass:
             sensor = await _setup_floor_entry(hass)
-            writes = StateWrites(hass, [ENTITY_ID])
-            try:
-                start = 1  # the first value differs from the initial 20.0
-                for repeat in range(-1, settings.repeats):
-                    count = WARMUP_WRITES if repeat < 0 else settings.events
-                    values = _values(count, start)
-                    start += count
-                    await settle(hass)
-                    writes.arm(ENTITY_ID, lambda _state: False)
-                    begin = cpu_ns()
+            start = 1  # the first value differs from the initial 20.0
+
+            def prepare(count: int) -> Callable[[], None]:
+                nonlocal start
+                values = _values(count, start)
+                start += count
+
+                def run() -> None:
                     for value in values:
                         sensor.async_push(value)
-                    await hass.async_block_till_done()
-                    elapsed = cpu_ns() - begin
-                    if writes.count != count:
-                        raise BenchError(
-                            f"{writes.count} state changes for {count} writes"
-                        )
-                    if repeat >= 0:
-                        samples.append(elapsed / count / 1000)
-                        written += writes.count
-            finally:
-                writes.close()
+
+                return run
+
+            samples = await tight_write_rounds(hass, ENTITY_ID, settings, prepare)
     return Measurement(
         samples,
         [
-            f"{written}/{settings.events * settings.repeats} state_changed",
+            f"{settings.events * len(samples)}/{settings.events * settings.repeats} "
+            "state_changed",
             "1 entity, 1 listener",
         ],
     )

@@ -59,7 +59,12 @@ from pytest_homeassistant_custom_component.common import (
     mock_config_flow,
 )
 
-from .floor import DOMAIN as FLOOR_DOMAIN, ProbeConfigFlow, setup_plain_entities
+from .floor import (
+    DOMAIN as FLOOR_DOMAIN,
+    ProbeConfigFlow,
+    setup_plain_entities,
+    tight_write_rounds,
+)
 from .harness import (
     WARMUP_ROUNDS,
     HelperProcess,
@@ -180,34 +185,25 @@ async def hololinked_event_fire(settings: Settings) -> Measurement:
     that write alone, for the burst row to set its cost against.
     """
     event = _PlainEvent("data_point_event")
-    samples: list[float] = []
+
+    def prepare(count: int) -> Callable[[], None]:
+        payloads = [
+            {"timestamp": 1.7e9 + index / 1000, "energy": index * 1e-6}
+            for index in range(count)
+        ]
+
+        def run() -> None:
+            for payload in payloads:
+                event.fire(payload)
+
+        return run
+
     with mock_config_flow(FLOOR_DOMAIN, ProbeConfigFlow):
         async with bench_hass() as hass:
             await setup_plain_entities(hass, {Platform.EVENT: [event]})
             if event.entity_id is None:
                 raise BenchError("the plain event entity was not added")
-            writes = StateWrites(hass, [event.entity_id])
-            try:
-                for repeat in range(-WARMUP_ROUNDS, settings.repeats):
-                    payloads = [
-                        {"timestamp": 1.7e9 + index / 1000, "energy": index * 1e-6}
-                        for index in range(settings.events)
-                    ]
-                    await settle(hass)
-                    writes.arm(event.entity_id, lambda _state: False)
-                    begin = cpu_ns()
-                    for payload in payloads:
-                        event.fire(payload)
-                    await hass.async_block_till_done()
-                    elapsed = cpu_ns() - begin
-                    if writes.count != settings.events:
-                        raise BenchError(
-                            f"{writes.count} state changes for {settings.events} fires"
-                        )
-                    if repeat >= 0:
-                        samples.append(elapsed / settings.events / 1000)
-            finally:
-                writes.close()
+            samples = await tight_write_rounds(hass, event.entity_id, settings, prepare)
     remember_median("hololinked-fire", samples)
     return Measurement(
         samples, ["1 event entity, 1 listener; payload {timestamp, energy}"]
