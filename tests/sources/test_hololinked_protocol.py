@@ -214,6 +214,32 @@ def test_the_chunking_stream_has_what_the_test_claims() -> None:
     assert len(_EXPECTED) == 4 + 3 + 1 + 3
 
 
+_EDGE_FRAMES = (
+    b"data: ok\n\n"
+    b"data: a\rdata: b\n\n"  # a CR ends a line inside the frame
+    b"data: \xff\n\n"  # not UTF-8: dropped
+    b"data:nospace\n\n"
+    b"data:  two\n\n"  # only the first space goes
+    b"data: " + b"9" * 200 + b"\n\n"  # over the bound: dropped
+    b"data\n\n"  # a field without a colon: empty data
+    b"data: last\n\n"
+)
+
+
+def test_whole_frames_in_one_read_parse_as_line_by_line() -> None:
+    """A read holding whole frames gives what the same bytes give one at a time.
+
+    One byte a read never holds a blank line, so it goes line by line; one read of everything takes
+    the whole-frame path wherever a frame allows it and must hand every other frame on.
+    """
+    whole, parser = parse_chunks(_EDGE_FRAMES, [len(_EDGE_FRAMES)], 128)
+    bytewise, _ = parse_chunks(_EDGE_FRAMES, [1], 128)
+    assert whole == bytewise
+    assert [e.data for e in whole] == ["ok", "a\nb", "nospace", " two", "", "last"]
+    assert parser.dropped_events == 2
+    assert parser.events == 6
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_never_raise(noise: bytes) -> None:

@@ -90,7 +90,24 @@ class SseParser:
             self._after_cr = False
             if view[0] == 0x0A:
                 start = 1
+        sep = (
+            -2
+        )  # the next blank line (b"\n\n"): -2 not looked for yet, -1 none in the chunk
         while start < end:
+            if (
+                sep != -1
+                and not self._buffer
+                and not self._data
+                and not self._after_cr
+                and not self._skipping
+                and not self._at_start
+                and not self._tainted
+                and not self._event_type
+            ):
+                # Between events: take the ``data: <json>\n\n`` frames hololinked sends whole.
+                start, sep = self._whole_frames(chunk, start, sep, events)
+                if start >= end:
+                    break
             stop = _line_end(chunk, start)
             if stop < 0:
                 self._keep(view[start:end])
@@ -106,6 +123,37 @@ class SseParser:
                 start = stop + 1
             self._end_line(events)
         return events
+
+    def _whole_frames(
+        self, chunk: bytes, start: int, sep: int, events: list[SseEvent]
+    ) -> tuple[int, int]:
+        """Dispatch the one-line ``data:`` events from ``start`` on, without the line machinery.
+
+        Stops at the first frame that is anything else (more lines, CR, not UTF-8, too long) or
+        incomplete, and returns where it stopped with the next blank line's index (-1: none left
+        in the chunk), for the line-by-line path to go on from there.
+        """
+        limit = self._max_line_bytes
+        find = chunk.find
+        while True:
+            if sep < start:
+                sep = find(b"\n\n", start)
+                if sep < 0:
+                    return start, -1
+            if (
+                sep - start > limit
+                or not chunk.startswith(b"data:", start)
+                or find(b"\n", start, sep) >= 0
+                or find(b"\r", start, sep) >= 0
+            ):
+                return start, sep
+            try:
+                line = chunk[start + 5 : sep].decode("utf-8")
+            except UnicodeDecodeError:
+                return start, sep
+            self.events += 1
+            events.append(SseEvent(line.removeprefix(" ")))
+            start = sep + 2
 
     def _keep(self, part: memoryview) -> None:
         if self._skipping or not part:
