@@ -2,7 +2,8 @@
 
 Parser: a seeded stream of data points and statistics, one frame per chunk (tornado flushes each
 push on its own), through ``SseParser.feed`` and ``decode_payload`` (what every pushed event costs
-before it is a reading). No Home Assistant runs; the per-event CPU is divided by the floor.
+before it is a reading); and the same stream in 4 KiB reads (``parse-4k``), as a busy stream's reads
+reach the parser. No Home Assistant runs; the per-event CPU is divided by the floor.
 
 End to end: the integration is set up as a user's entry is (a config entry of kind "hololinked"
 through ``hass.config_entries``) against ``benchmarks.hololinked_pusher`` in a separate process,
@@ -110,18 +111,38 @@ BURST_RATE: Final = 1e9
 """Effectively unpaced: the pusher writes the frames back to back."""
 STARTUP_TIMEOUT: Final = 30.0
 PARSER_EVENTS_PER_EVENT: Final = 10
+READ_BYTES: Final = 4096
+"""The source's FEED_BYTES: the slices a busy stream's reads are parsed in."""
 
 
 @row("hololinked-parse", "hololinked: SSE split + JSON decode", source="hololinked")
 async def hololinked_parser(settings: Settings) -> Measurement:
     """CPU per event of SseParser.feed (one frame per chunk) and decode_payload."""
+    frames = parser_stream(settings.events * PARSER_EVENTS_PER_EVENT)
+    return _parse_row(settings, frames, len(frames))
+
+
+@row(
+    "hololinked-parse-4k",
+    "hololinked: SSE split + JSON decode (4 KiB reads)",
+    source="hololinked",
+)
+async def hololinked_parser_4k(settings: Settings) -> Measurement:
+    """Measure the same stream in 4 KiB reads, as a busy stream's reads reach the parser."""
+    frames = parser_stream(settings.events * PARSER_EVENTS_PER_EVENT)
+    stream = b"".join(frames)
+    reads = [stream[i : i + READ_BYTES] for i in range(0, len(stream), READ_BYTES)]
+    return _parse_row(settings, reads, len(frames))
+
+
+def _parse_row(settings: Settings, chunks: list[bytes], expected: int) -> Measurement:
+    """CPU per event of feeding ``chunks`` to SseParser and decoding every event's JSON."""
     # Imported here: the integration may be mid-edit, and a broken import must fail this row only.
     from custom_components.instrument_hub.sources.hololinked.protocol import (  # noqa: PLC0415
         SseParser,
         decode_payload,
     )
 
-    chunks = parser_stream(settings.events * PARSER_EVENTS_PER_EVENT)
     size = sum(len(chunk) for chunk in chunks)
     samples: list[float] = []
     for repeat in range(-1, settings.repeats):
@@ -133,8 +154,8 @@ async def hololinked_parser(settings: Settings) -> Measurement:
                 decode_payload(event.data)
                 decoded += 1
         end = cpu_ns()
-        if decoded != len(chunks):
-            raise BenchError(f"{decoded} events of {len(chunks)} decoded")
+        if decoded != expected:
+            raise BenchError(f"{decoded} events of {expected} decoded")
         if repeat >= 0:
             samples.append((end - begin) / decoded / 1000)
     per_event_s = statistics.median(samples) / 1e6
@@ -142,8 +163,8 @@ async def hololinked_parser(settings: Settings) -> Measurement:
         samples,
         [
             f"{1 / per_event_s / 1000:.0f}k ev/s",
-            f"{size / len(chunks) / per_event_s / 1e6:.1f} MB/s",
-            f"{len(chunks)} events, {size / 1e6:.1f} MB",
+            f"{size / expected / per_event_s / 1e6:.1f} MB/s",
+            f"{expected} events in {len(chunks)} reads, {size / 1e6:.1f} MB",
         ],
     )
 
