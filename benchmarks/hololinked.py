@@ -14,6 +14,10 @@ between pushes (at this rate the pipeline is mostly waiting). The latency is, pe
 state write of its event entity minus the time the pusher wrote it (``time.time()`` in the payload,
 one clock: same machine).
 
+The minimal client (``plain``, ``plain-burst``): the same rounds, paced and as fast as sent, into a
+bare aiohttp SSE reader that fires plain event entities and writes plain sensors on every event
+(nothing coalesced): what a client without the integration's machinery pays.
+
 Source: the same pusher, as fast as it sends, into the source alone (an aiohttp session, no Home
 Assistant; its events go to a sink that only counts them): HTTP, SSE framing, JSON, the mapping to
 readings. The integration's own share of the end-to-end figure, per pushed event.
@@ -239,6 +243,7 @@ async def hololinked_event_fire(settings: Settings) -> Measurement:
 async def hololinked_burst(settings: Settings) -> Measurement:
     """CPU per pushed event when the Thing pushes as fast as it can: the pipeline's own cost."""
     measured = await _pipeline(settings, BURST_RATE, settings.events)
+    remember_median("hololinked-burst", measured.samples_us)
     if (fire := remembered_median("hololinked-fire")) is not None:
         ours = statistics.median(measured.samples_us)
         measured.notes.append(
@@ -465,6 +470,45 @@ async def _plain_stream(
 async def hololinked_plain_client(settings: Settings) -> Measurement:
     """CPU per pushed event of the same paced rounds into a minimal client: what any client pays."""
     count = min(settings.events, MAX_ROUND_EVENTS)
+    samples, written = await _plain_rounds(settings, count, RATE)
+    return Measurement(
+        samples,
+        [
+            f"{count} data points + {count} statistics per round",
+            f"{sum(written)} state writes of energy, pulse count and the data point event "
+            "(the entities hololinked-e2e counts)",
+            "aiohttp line iteration + orjson; each event fires its event entity and writes its "
+            "sensors (energy; min, max, avg, pulse count), as ours shows them; nothing else",
+            *compared_note("hololinked-e2e", samples),
+        ],
+    )
+
+
+@row(
+    "hololinked-plain-burst",
+    "hololinked: push -> state, a minimal aiohttp SSE client (as fast as sent)",
+    source="hololinked",
+)
+async def hololinked_plain_burst(settings: Settings) -> Measurement:
+    """CPU per pushed event of the burst rounds into the minimal client (it writes every value)."""
+    count = settings.events
+    samples, written = await _plain_rounds(settings, count, BURST_RATE)
+    return Measurement(
+        samples,
+        [
+            f"{count} data points + {count} statistics per round",
+            f"{sum(written)} state writes of energy, pulse count and the data point event",
+            "every event fires its event entity and writes all its sensors (nothing coalesced: "
+            "more writes than ours)",
+            *compared_note("hololinked-burst", samples),
+        ],
+    )
+
+
+async def _plain_rounds(
+    settings: Settings, count: int, rate: float
+) -> tuple[list[float], list[int]]:
+    """Run the pusher's rounds at ``rate`` into the minimal client; CPU µs per event, writes."""
     rounds = round_count(settings)
     meter = _PlainMeter()
     pusher, port = await _start_pusher()
@@ -511,7 +555,7 @@ async def hololinked_plain_client(settings: Settings) -> Measurement:
                         shown[0],
                         rounds=rounds,
                         count=count,
-                        rate=RATE,
+                        rate=rate,
                     )
                 finally:
                     writes.close()
@@ -520,17 +564,7 @@ async def hololinked_plain_client(settings: Settings) -> Measurement:
                     await asyncio.gather(*readers, return_exceptions=True)
     finally:
         await pusher.stop()
-    return Measurement(
-        samples,
-        [
-            f"{count} data points + {count} statistics per round",
-            f"{sum(written)} state writes of energy, pulse count and the data point event "
-            "(the entities hololinked-e2e counts)",
-            "aiohttp line iteration + orjson; each event fires its event entity and writes its "
-            "sensors (energy; min, max, avg, pulse count), as ours shows them; nothing else",
-            *compared_note("hololinked-e2e", samples),
-        ],
-    )
+    return samples, written
 
 
 @contextlib.asynccontextmanager
