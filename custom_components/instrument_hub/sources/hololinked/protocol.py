@@ -90,9 +90,8 @@ class SseParser:
             self._after_cr = False
             if view[0] == 0x0A:
                 start = 1
-        sep = (
-            -2
-        )  # the next blank line (b"\n\n"): -2 not looked for yet, -1 none in the chunk
+        # The next blank line (b"\n\n"): -2 not looked for yet, -1 none left in the chunk.
+        sep = -2
         while start < end:
             if (
                 sep != -1
