@@ -143,18 +143,19 @@ type StatePredicate = Callable[[State], bool]
 
 
 class StateWrites:
-    """Counts ``state_changed`` events of some entities; notes the CPU clock when a target state lands.
+    """Counts ``state_changed`` events of some entities; notes the CPU clock when the target states land.
 
-    ``arm`` sets the entity and predicate that end a measurement; ``wait`` returns the CPU time
-    (ns) noted in the callback that saw it, or raises BenchError after the timeout.
+    ``arm`` sets the entities and predicates that end a measurement (all of them must have been
+    seen: a Thing's streams are separate connections, and one may lag the other); ``wait`` returns
+    the CPU time (ns) noted in the callback that saw the last of them, or raises BenchError after
+    the timeout. A target need not be among the counted entities.
     """
 
     def __init__(self, hass: HomeAssistant, entity_ids: Sequence[str]) -> None:
         """Listen for the state writes of ``entity_ids`` until ``close``."""
         self._entity_ids = frozenset(entity_ids)
         self._done = asyncio.Event()
-        self._target: str | None = None
-        self._predicate: StatePredicate | None = None
+        self._targets: dict[str, StatePredicate] = {}
         self.count = 0
         self.done_cpu_ns = 0
         self.done_wall_ns = 0
@@ -163,37 +164,37 @@ class StateWrites:
     @callback
     def _changed(self, event: Event[EventStateChangedData]) -> None:
         entity_id = event.data["entity_id"]
-        if entity_id not in self._entity_ids:
-            return
-        self.count += 1
+        if entity_id in self._entity_ids:
+            self.count += 1
+        predicate = self._targets.get(entity_id)
         new_state = event.data["new_state"]
-        if (
-            entity_id == self._target
-            and new_state is not None
-            and self._predicate is not None
-            and self._predicate(new_state)
-        ):
-            self.done_cpu_ns = cpu_ns()
-            self.done_wall_ns = wall_ns()
-            self._target = None
-            self._done.set()
+        if predicate is not None and new_state is not None and predicate(new_state):
+            del self._targets[entity_id]
+            if not self._targets:
+                self.done_cpu_ns = cpu_ns()
+                self.done_wall_ns = wall_ns()
+                self._done.set()
 
-    def arm(self, entity_id: str, predicate: StatePredicate) -> None:
-        """Reset the counter and wait for ``entity_id`` to get a state that satisfies ``predicate``."""
+    def arm(
+        self,
+        entity_id: str,
+        predicate: StatePredicate,
+        *more: tuple[str, StatePredicate],
+    ) -> None:
+        """Reset the counter and wait until each entity got a state that satisfies its predicate."""
         self.count = 0
         self._done.clear()
-        self._target = entity_id
-        self._predicate = predicate
+        self._targets = {entity_id: predicate, **dict(more)}
 
     async def wait(self, timeout: float) -> int:
-        """Return the CPU clock (ns) at the expected write; BenchError after ``timeout`` seconds."""
+        """Return the CPU clock (ns) at the last expected write; BenchError after ``timeout`` seconds."""
         try:
             async with asyncio.timeout(timeout):
                 await self._done.wait()
         except TimeoutError as err:
             raise BenchError(
-                f"the expected state of {self._target} was not written within {timeout:.0f} s "
-                f"({self.count} writes seen)"
+                f"the expected states of {', '.join(self._targets)} were not written within "
+                f"{timeout:.0f} s ({self.count} writes seen)"
             ) from err
         return self.done_cpu_ns
 

@@ -85,6 +85,7 @@ from .harness import (
     wait_for_states,
 )
 from .hololinked_stream import (
+    AVG_ENTITY,
     DATA_POINT,
     DATA_POINT_ENTITY,
     ENERGY_ENTITY,
@@ -257,7 +258,7 @@ async def _paced_rounds(
     hass: HomeAssistant,
     pusher: HelperProcess,
     writes: StateWrites,
-    entity_id: str,
+    markers: tuple[str, str],
     *,
     rounds: int,
     count: int,
@@ -266,8 +267,9 @@ async def _paced_rounds(
 ) -> tuple[list[float], list[int]]:
     """Run rounds of ``count`` data points and statistics at ``rate`` per stream and per second.
 
-    A round ends at the state write of ``entity_id`` showing the round's marker, -(round + 1); the
-    first WARMUP_ROUNDS are not measured. Returns per measured round the CPU µs per pushed event
+    A round ends when both ``markers`` (the entities of the energy and of the average) show the
+    round's marker, -(round + 1): the last data point and the last statistics. The two streams are
+    separate connections, and either may lag the other. The first WARMUP_ROUNDS are not measured. Returns per measured round the CPU µs per pushed event
     and the states written.
     """
     samples: list[float] = []
@@ -276,7 +278,8 @@ async def _paced_rounds(
         await settle(hass)
         if on_round is not None:
             on_round(index)
-        writes.arm(entity_id, numeric_state_is(-float(index + 1)))
+        marked = numeric_state_is(-float(index + 1))
+        writes.arm(markers[0], marked, (markers[1], marked))
         begin = cpu_ns()
         await pusher.send(f"go {index} {count} {rate}")
         end = await writes.wait(30 + count / rate)
@@ -347,7 +350,7 @@ async def _pipeline(settings: Settings, rate: float, count: int) -> Measurement:
                     hass,
                     pusher,
                     writes,
-                    ENERGY_ENTITY,
+                    (ENERGY_ENTITY, AVG_ENTITY),
                     rounds=rounds,
                     count=count,
                     rate=rate,
@@ -552,7 +555,7 @@ async def _plain_rounds(
                         hass,
                         pusher,
                         writes,
-                        shown[0],
+                        (shown[0], meter.sensors["avg"].entity_id or ""),
                         rounds=rounds,
                         count=count,
                         rate=rate,

@@ -20,6 +20,8 @@ DATA_POINT: Final = "data_point_event"
 STATISTICS: Final = "statistics_event"
 ENERGY_ENTITY: Final = "sensor.energy_meter_energy"
 PULSES_ENTITY: Final = "sensor.energy_meter_pulse_count"
+AVG_ENTITY: Final = "sensor.energy_meter_avg"
+"""Shows the marker of a round's last statistics, as the energy shows that of its last data point."""
 DATA_POINT_ENTITY: Final = "event.energy_meter_data_point_event"
 PATHS: Final = {DATA_POINT: "data-point-event", STATISTICS: "statistics-event"}
 PROPERTIES: Final = {"wavelength": 1064.0, "state": None}
