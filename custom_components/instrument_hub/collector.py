@@ -344,18 +344,19 @@ class _PendingQueue[T, R]:
     level plus a heap of the levels present (few distinct values in practice).
     """
 
-    __slots__ = ("_buckets", "_len", "_levels", "_mode")
+    __slots__ = ("_buckets", "_levels", "_mode", "size")
 
     def __init__(self, mode: CollectorMode) -> None:
         """Create an empty queue for the given mode."""
         self._mode = mode
         self._buckets: dict[int, OrderedDict[int, _Item[T, R]]] = {}
         self._levels: list[int] = []
-        self._len = 0
+        self.size = 0
+        """The number of pending items; an attribute, because post() reads it for every payload."""
 
     def __len__(self) -> int:
         """Return the number of pending items."""
-        return self._len
+        return self.size
 
     def _level(self, item: _Item[T, R]) -> int:
         return item.priority if self._mode is CollectorMode.PRIORITY else 0
@@ -368,7 +369,7 @@ class _PendingQueue[T, R]:
             bucket = self._buckets[level] = OrderedDict()
             heapq.heappush(self._levels, level)
         bucket[item.seq] = item
-        self._len += 1
+        self.size += 1
 
     def pop(self) -> _Item[T, R] | None:
         """Remove and return the next item to process, or None when empty."""
@@ -381,7 +382,7 @@ class _PendingQueue[T, R]:
         if not bucket:
             heapq.heappop(self._levels)
             del self._buckets[level]
-        self._len -= 1
+        self.size -= 1
         return item
 
     def remove(self, item: _Item[T, R]) -> None:
@@ -393,14 +394,14 @@ class _PendingQueue[T, R]:
             del self._buckets[level]
             self._levels.remove(level)
             heapq.heapify(self._levels)
-        self._len -= 1
+        self.size -= 1
 
     def clear(self) -> list[_Item[T, R]]:
         """Remove and return every pending item (in no particular order)."""
         items = [item for bucket in self._buckets.values() for item in bucket.values()]
         self._buckets.clear()
         self._levels.clear()
-        self._len = 0
+        self.size = 0
         return items
 
 
@@ -559,7 +560,7 @@ class Collector[T, R]:
         if (
             inline is not None
             and self._worker is not None
-            and not self._pending
+            and not self._pending.size
             and not self._running
         ):
             started = time.monotonic_ns()

@@ -17,6 +17,9 @@ from urllib.parse import unquote
 
 NO_ATTRIBUTES: Final[Mapping[str, object]] = MappingProxyType({})
 """The one empty attribute mapping every event and channel without attributes shares."""
+NUMBER_TYPES: Final = (int, float)
+"""For ``isinstance`` on the per-reading path: ``int | float`` there builds a union at every call
+(measured 150 ns against 55 for this tuple). ``bool`` is an ``int``: callers rule it out first."""
 
 CONNECTION_MAC: Final = "mac"
 """Connection type of a network MAC address in ``DeviceFound.connections`` (Home Assistant's own name)."""
@@ -160,11 +163,15 @@ class ChannelRemoved:
     channel_key: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reading:
     """One pushed value of a channel (None or NaN: the device has no valid value, shown as unknown).
 
     ``attributes``, when given, replace the channel's extra state attributes (None: unchanged).
+
+    Not frozen, unlike the other events, but never changed once made: a source makes one per
+    pushed value, and a frozen dataclass takes 3.5 times as long to construct (250 ns against 70,
+    measured), because each field goes through ``object.__setattr__``.
     """
 
     device_key: str
@@ -188,9 +195,12 @@ class BlobData:
     spooled: Path | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EventData:
-    """The value of a Reading on an EVENT channel: which of its event types fired, and with what."""
+    """The value of a Reading on an EVENT channel: which of its event types fired, and with what.
+
+    Not frozen, for the reason :class:`Reading` is not (one per pushed event); never changed.
+    """
 
     event_type: str
     attributes: Mapping[str, object] = NO_ATTRIBUTES

@@ -54,6 +54,7 @@ from .const import (
 )
 from .events import (
     NO_ATTRIBUTES,
+    NUMBER_TYPES,
     BlobData,
     ChannelCategory,
     ChannelDefined,
@@ -174,7 +175,7 @@ def valid_number(value: object) -> int | float | None:
 
     None, NaN, infinities and non-numbers are unknown, never 0.
     """
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, NUMBER_TYPES):
         return None
     if isinstance(value, int):
         return value
@@ -466,7 +467,8 @@ class Hub:
                 1  # a newer value of the same channel before its write
             )
             return
-        if not self._listeners.get(device_key, {}).get(channel_key):
+        listeners = self._listeners.get(device_key)
+        if listeners is None or not listeners.get(channel_key):
             return  # no entity shows it (disabled, or not added yet: it reads the value then)
         self._due[key] = None
         if self._write_pass is None:
@@ -953,8 +955,11 @@ class Hub:
 
     def _reading(self, reading: Reading) -> None:
         """Apply a value (its state written at the end of the pass) or a happening (fired now)."""
-        channel = self._channel_of(reading)
+        # _channel_of inline: this runs for every pushed value.
+        device = self.devices.get(reading.device_key)
+        channel = device.channels.get(reading.channel_key) if device else None
         if channel is None:
+            self.ignored_readings += 1
             return
         value = reading.value
         if reading.attributes is not None:

@@ -21,6 +21,7 @@ import math
 from typing import Final
 
 from ...events import (
+    NUMBER_TYPES,
     ChannelCategory,
     ChannelDefined,
     ChannelKind,
@@ -395,7 +396,7 @@ def channel_value(
     """
     match kind:
         case ChannelKind.NUMERIC:
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if isinstance(value, bool) or not isinstance(value, NUMBER_TYPES):
                 return None
             return value if math.isfinite(value) else None
         case ChannelKind.BOOLEAN:

@@ -22,6 +22,7 @@ import math
 import re
 from typing import Final
 
+from ...events import NUMBER_TYPES
 from .. import json_wire
 
 DEFAULT_MAX_LINE_BYTES: Final = 1024 * 1024
@@ -260,7 +261,7 @@ def decode_payload(data: str) -> object:
 
 def thing_error(body: object) -> ThingError | None:
     """Return the error a Thing put in a body (``{"exception": ...}``), None for an ordinary value."""
-    if not isinstance(body, dict) or set(body) != {"exception"}:
+    if not isinstance(body, dict) or len(body) != 1 or "exception" not in body:
         return None
     exception = body["exception"]
     if isinstance(exception, dict):
@@ -292,7 +293,7 @@ def payload_time(value: object, arrival: datetime, local: tzinfo) -> datetime | 
     """
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
+    if isinstance(value, NUMBER_TYPES):
         seconds = float(value)
         if not math.isfinite(seconds):
             return None

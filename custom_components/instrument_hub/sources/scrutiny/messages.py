@@ -17,6 +17,8 @@ import math
 import struct
 from typing import Any, Final
 
+from ...events import NUMBER_TYPES
+
 DATALOGGING_STATES: Final = (
     "unavailable",
     "standby",
@@ -318,8 +320,8 @@ def parse_updates(message: Mapping[str, Any]) -> list[ValueUpdate]:
         found.append(
             ValueUpdate(
                 update["id"],
-                value if isinstance(value, bool | int | float) else None,
-                float(time_us) if isinstance(time_us, int | float) else None,
+                value if isinstance(value, NUMBER_TYPES) else None,  # bool is an int
+                float(time_us) if isinstance(time_us, NUMBER_TYPES) else None,
             )
         )
     return found
