@@ -195,7 +195,7 @@ class LineFramer:
 # ------------------------------------------------------------------------------------ replies
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per message: not frozen, as events.Reading
 class Value:
     """A measurement line (``*CVU`` reply or a ``*CAU`` stream line); None: over-range/invalid."""
 

@@ -32,7 +32,7 @@ _BOM: Final = b"\xef\xbb\xbf"
 _KNOWN_FIELDS: Final = frozenset({"data", "event", "id", "retry"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per message: not frozen, as events.Reading
 class SseEvent:
     """One dispatched Server-Sent Event: its type (``message`` unless named) and its data."""
 

@@ -67,7 +67,7 @@ def ipv4_address(value: object) -> str | None:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per message: not frozen, as events.Reading
 class Report:
     """A plug's or a relayed sensor's message, for ``translate_raw_message``."""
 

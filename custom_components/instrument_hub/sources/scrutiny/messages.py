@@ -297,7 +297,7 @@ def parse_watchable_list(message: Mapping[str, Any]) -> list[Watchable]:
     return found
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per message: not frozen, as events.Reading
 class ValueUpdate:
     """One value of a ``watchable_update``: the server's id, the value (None: invalid), server µs."""
 

@@ -49,7 +49,7 @@ class MessageTooLargeForLoop(MessageError):
     """A frame that inflates past the limit it was decoded with (decode it again off the loop)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per message: not frozen, as events.Reading
 class Frame:
     """One verified frame: its payload (still compressed when ``compressed``)."""
 
