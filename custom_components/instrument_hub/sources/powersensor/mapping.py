@@ -23,7 +23,14 @@ import functools
 import math
 from typing import Any, Final, NoReturn
 
-from ...events import ChannelCategory, ChannelDefined, ChannelKind, StateClass, join_key
+from ...events import (
+    NUMBER_TYPES,
+    ChannelCategory,
+    ChannelDefined,
+    ChannelKind,
+    StateClass,
+    join_key,
+)
 
 JOULES_PER_KWH: Final = 3_600_000.0
 BATTERY_EMPTY_VOLTS: Final = 3.3
@@ -304,7 +311,7 @@ def number(value: object) -> float | None:
         return value if math.isfinite(value) else None
     kind = type(value)
     if kind is not int and (
-        isinstance(value, bool) or not isinstance(value, int | float)
+        isinstance(value, bool) or not isinstance(value, NUMBER_TYPES)
     ):
         return None
     try:
