@@ -80,7 +80,7 @@ from custom_components.instrument_hub.events import (
     StateClass,
     join_key,
 )
-from custom_components.instrument_hub.hub import Hub
+from custom_components.instrument_hub.hub import FIRES_PER_GROUP, Hub
 from custom_components.instrument_hub.sources.base import (
     AuthenticationFailed,
     CommandRejected,
@@ -1098,7 +1098,11 @@ async def test_a_burst_of_one_channel_is_one_write_of_the_newest_value(
 async def test_happenings_in_a_burst_all_fire(
     hass: HomeAssistant, fake_kind: FakeKind
 ) -> None:
-    """Twenty pulses pushed at once fire twenty events: a happening is never coalesced."""
+    """Pulses pushed at once each fire, in order: a happening is never coalesced.
+
+    More than two groups' worth: the hub fires them a group at a time, and the rest at the end of
+    the loop pass.
+    """
     entry, source = await _setup(hass, fake_kind)
     pulse = _entity_id(hass, "event", "aabbccddeeff:pulse")
     fired: list[object] = []
@@ -1110,11 +1114,43 @@ async def test_happenings_in_a_burst_all_fire(
             fired.append(new.attributes["n"])
 
     async_track_state_change_event(hass, [pulse], changed)
+    count = 2 * FIRES_PER_GROUP + 22
     source.push(
-        *(Reading("plug-1", "pulse", EventData("pulse", {"n": n})) for n in range(20))
+        *(
+            Reading("plug-1", "pulse", EventData("pulse", {"n": n}))
+            for n in range(count)
+        )
+    )
+    assert fired == list(
+        range(2 * FIRES_PER_GROUP)
+    )  # two groups fired in the push itself
+    await _settle(hass, entry)
+    assert fired == list(range(count))
+
+
+async def test_happenings_are_shown_before_what_came_after_them(
+    hass: HomeAssistant, fake_kind: FakeKind
+) -> None:
+    """Pulses waiting to fire go out before a later event is applied: the device's loss here."""
+    entry, source = await _setup(hass, fake_kind)
+    pulse = _entity_id(hass, "event", "aabbccddeeff:pulse")
+    shown: list[tuple[str, object]] = []
+
+    @callback
+    def changed(event: HassEvent[EventStateChangedData]) -> None:
+        new = event.data["new_state"]
+        if new is not None:
+            shown.append((new.state, new.attributes.get("n")))
+
+    async_track_state_change_event(hass, [pulse], changed)
+    source.push(
+        *(Reading("plug-1", "pulse", EventData("pulse", {"n": n})) for n in range(3)),
+        DeviceLost("plug-1", "unplugged"),
     )
     await _settle(hass, entry)
-    assert fired == list(range(20))
+    assert [n for _state, n in shown[:3]] == [0, 1, 2]
+    assert all(state != STATE_UNAVAILABLE for state, _n in shown[:3])
+    assert shown[-1][0] == STATE_UNAVAILABLE
 
 
 async def test_lifecycle_events_survive_an_overfull_queue(

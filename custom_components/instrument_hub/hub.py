@@ -94,6 +94,8 @@ ENTITY_LIMIT = MAX_ENABLED_ENTITIES_PER_CONFIG_ENTRY
 WITHHELD_EXAMPLES = 5
 WRITES_PER_PASS = 200
 """State writes of coalesced readings per loop pass: bounded work per callback (~4 ms), the rest next pass."""
+FIRES_PER_GROUP = 64
+"""Pushed happenings fired together, back to back (~0.7 ms): see Hub._fire_soon."""
 
 
 @dataclass(slots=True)
@@ -247,6 +249,8 @@ class Hub:
         # loop pass, so a burst of values of one channel costs one write (the newest value).
         self._due: dict[tuple[str, str], None] = {}
         self._write_pass: asyncio.Handle | None = None
+        # Happenings received and not fired yet, in arrival order (at most FIRES_PER_GROUP).
+        self._fires: list[tuple[str, str, ChannelState, str, dict[str, Any]]] = []
         self.coalesced_writes = 0
         # Over Home Assistant's limit of enabled entities per entry the hub itself stops announcing
         # new ones, in definition order, and a repair issue names them (Home Assistant would drop a
@@ -324,6 +328,7 @@ class Hub:
             self._write_pass.cancel()
             self._write_pass = None
         self._due.clear()
+        self._fires.clear()  # its entities are gone: unloading removed them first
         if self._issue_update is not None:
             self._issue_update.cancel()
             self._issue_update = None
@@ -474,10 +479,43 @@ class Hub:
         if self._write_pass is None:
             self._write_pass = self.hass.loop.call_soon(self._write_due)
 
+    def _fire_soon(
+        self,
+        device_key: str,
+        channel_key: str,
+        channel: ChannelState,
+        event_type: str,
+        attributes: dict[str, Any],
+    ) -> None:
+        """Fire a happening with the others of this loop pass: each one, in order, back to back.
+
+        Home Assistant's own write costs about a third more when other code runs between two
+        writes (measured 10.5-11.2 against 7.7-8.6 µs an event entity fire), so a burst's fires go
+        together: at the end of the pass, or at once when FIRES_PER_GROUP are waiting (the work of
+        a callback stays bounded, and a flood is still held back by its own fires). Anything else
+        the hub applies fires the waiting ones first, so the order of events is kept.
+        """
+        fires = self._fires
+        fires.append((device_key, channel_key, channel, event_type, attributes))
+        if len(fires) >= FIRES_PER_GROUP:
+            self._fire_pending()
+        elif self._write_pass is None:
+            self._write_pass = self.hass.loop.call_soon(self._write_due)
+
+    def _fire_pending(self) -> None:
+        """Fire the waiting happenings, in the order they came."""
+        if not self._fires:
+            return
+        fires, self._fires = self._fires, []
+        for device_key, channel_key, channel, event_type, attributes in fires:
+            self._fire(channel, event_type, attributes)
+            self._notify_channel(device_key, channel_key)
+
     @callback
     def _write_due(self, budget: int = WRITES_PER_PASS) -> None:
-        """Write the due states, at most ``budget`` of them; the rest in the next loop pass."""
+        """Fire the waiting happenings, then write the due states, at most ``budget`` of them."""
         self._write_pass = None
+        self._fire_pending()
         due = self._due
         while due and budget > 0:
             key = next(iter(due))
@@ -518,6 +556,7 @@ class Hub:
 
     def _apply(self, item: Event | _Flush) -> None:
         """Apply one event that is not a reading to the model and tell the entities concerned."""
+        self._fire_pending()  # what came before it is shown before it
         match item:
             case ChannelDefined():
                 self._channel_defined(item)
@@ -954,7 +993,7 @@ class Hub:
         return channel
 
     def _reading(self, reading: Reading) -> None:
-        """Apply a value (its state written at the end of the pass) or a happening (fired now)."""
+        """Apply a value (its state written at the end of the pass) or a happening (fired soon)."""
         # _channel_of inline: this runs for every pushed value.
         device = self.devices.get(reading.device_key)
         channel = device.channels.get(reading.channel_key) if device else None
@@ -970,8 +1009,13 @@ class Hub:
                 self.ignored_readings += 1
                 return
             # Every happening fires: it is never folded into the next one.
-            self._fire(channel, value.event_type, dict(value.attributes))
-            self._notify_channel(reading.device_key, reading.channel_key)
+            self._fire_soon(
+                reading.device_key,
+                reading.channel_key,
+                channel,
+                value.event_type,
+                dict(value.attributes),
+            )
             return
         channel.value = value
         self._write_later(reading.device_key, reading.channel_key)
@@ -981,6 +1025,7 @@ class Hub:
         channel = self._channel_of(reading)
         if channel is None:
             return
+        self._fire_pending()  # what came before the file is not kept waiting for its save
         await self._async_save_file(reading, channel, blob)
         if reading.attributes is not None:
             channel.attributes = _own(reading.attributes)
