@@ -269,8 +269,8 @@ async def _paced_rounds(
 
     A round ends when both ``markers`` (the entities of the energy and of the average) show the
     round's marker, -(round + 1): the last data point and the last statistics. The two streams are
-    separate connections, and either may lag the other. The first WARMUP_ROUNDS are not measured. Returns per measured round the CPU µs per pushed event
-    and the states written.
+    separate connections, and either may lag the other. The first WARMUP_ROUNDS are not measured.
+    Returns per measured round the CPU µs per pushed event and the states written.
     """
     samples: list[float] = []
     written: list[int] = []

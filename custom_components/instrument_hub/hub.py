@@ -476,6 +476,10 @@ class Hub:
         if listeners is None or not listeners.get(channel_key):
             return  # no entity shows it (disabled, or not added yet: it reads the value then)
         self._due[key] = None
+        self._schedule_write_pass()
+
+    def _schedule_write_pass(self) -> None:
+        """Have _write_due run at the end of this loop pass (once, however much is waiting)."""
         if self._write_pass is None:
             self._write_pass = self.hass.loop.call_soon(self._write_due)
 
@@ -499,8 +503,8 @@ class Hub:
         fires.append((device_key, channel_key, channel, event_type, attributes))
         if len(fires) >= FIRES_PER_GROUP:
             self._fire_pending()
-        elif self._write_pass is None:
-            self._write_pass = self.hass.loop.call_soon(self._write_due)
+        else:
+            self._schedule_write_pass()
 
     def _fire_pending(self) -> None:
         """Fire the waiting happenings, in the order they came."""
@@ -521,8 +525,8 @@ class Hub:
             key = next(iter(due))
             self._notify_channel(*key)
             budget -= 1
-        if due and self._write_pass is None:
-            self._write_pass = self.hass.loop.call_soon(self._write_due)
+        if due:
+            self._schedule_write_pass()
 
     def _notify_device(self, device_key: str) -> None:
         for listeners in list(self._listeners.get(device_key, {}).values()):
@@ -994,11 +998,8 @@ class Hub:
 
     def _reading(self, reading: Reading) -> None:
         """Apply a value (its state written at the end of the pass) or a happening (fired soon)."""
-        # _channel_of inline: this runs for every pushed value.
-        device = self.devices.get(reading.device_key)
-        channel = device.channels.get(reading.channel_key) if device else None
+        channel = self._channel_of(reading)
         if channel is None:
-            self.ignored_readings += 1
             return
         value = reading.value
         if reading.attributes is not None:
